@@ -1,0 +1,131 @@
+"""Where the bundled models and data live, and the checks made before loading them.
+
+Every bundled asset is a folder in ``course_lib/assets/`` with a
+``SHA256SUMS`` manifest (``<sha256>  <file>`` per line, as ``sha256sum``
+writes it).  :func:`verify_asset` checks every listed file before a model or
+data set is loaded, so a truncated download or a bad merge shows up as a clear
+error naming the file, not as a strange model.
+
+The ``cpu`` profile also switches the Hugging Face libraries offline
+(:func:`go_offline`): nothing is fetched from the Hub, ever.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+MANIFEST = "SHA256SUMS"
+REBUILD_HINT = ("restore it with `git checkout -- {path}` "
+                "or rebuild it with `make assets ASSET={name}` (needs ../shared/data)")
+
+_OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
+_verified: dict[Path, tuple] = {}
+
+
+class AssetError(RuntimeError):
+    """A bundled asset is missing or does not match its manifest."""
+
+
+def go_offline() -> None:
+    """Switch huggingface_hub, transformers and datasets to offline mode.
+
+    Sets the documented environment switches and, for libraries that were
+    already imported (they read the switches at import time), their module
+    constants too.
+    """
+    os.environ.update(_OFFLINE_ENV)
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+    tf_hub = sys.modules.get("transformers.utils.hub")
+    if tf_hub is not None and hasattr(tf_hub, "_is_offline_mode"):
+        tf_hub._is_offline_mode = True
+    ds_cfg = sys.modules.get("datasets.config")
+    if ds_cfg is not None:
+        for attr in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+            if hasattr(ds_cfg, attr):
+                setattr(ds_cfg, attr, True)
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` from a folder's SHA256SUMS."""
+    entries = {}
+    for line in (folder / MANIFEST).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.lstrip("*")] = digest
+    return entries
+
+
+def write_manifest(folder: Path) -> Path:
+    """Write SHA256SUMS for every file in ``folder`` (except itself), atomically."""
+    folder = Path(folder)
+    lines = [f"{sha256_of(p)}  {p.name}" for p in sorted(folder.iterdir())
+             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.name for p in ASSETS_DIR.iterdir() if (p / MANIFEST).is_file()) if ASSETS_DIR.is_dir() else []
+
+
+def verify_asset(name_or_path: str | os.PathLike) -> Path:
+    """Check an asset folder against its manifest and return its path.
+
+    Accepts a bundled asset's name (``"gpt2-imdb-mini"``) or a folder path.
+    Raises :class:`AssetError` naming the missing or corrupt file and how to
+    restore it.  A folder that passed is not hashed again in this process
+    unless one of its files changed (size or modification time).
+    """
+    p = Path(name_or_path)
+    folder = p if p.is_absolute() or p.exists() else ASSETS_DIR / str(name_or_path)
+    name = folder.name
+    hint = REBUILD_HINT.format(path=folder, name=name)
+    if not folder.is_dir():
+        known = ", ".join(bundled_names()) or "none"
+        raise AssetError(f"asset folder {folder} is missing (bundled assets: {known}); {hint}")
+    if not (folder / MANIFEST).is_file():
+        raise AssetError(f"{folder / MANIFEST} is missing, so {name} cannot be verified; {hint}")
+    manifest = read_manifest(folder)
+    stamp = []
+    for fname in sorted(manifest):
+        f = folder / fname
+        if not f.is_file():
+            raise AssetError(f"{name}: file {fname} listed in {MANIFEST} is missing; {hint}")
+        st = f.stat()
+        stamp.append((fname, st.st_size, st.st_mtime_ns))
+    stamp = tuple(stamp)
+    if _verified.get(folder) == stamp:
+        return folder
+    for fname, digest in manifest.items():
+        if sha256_of(folder / fname) != digest:
+            raise AssetError(f"{name}: file {fname} is corrupt (its SHA-256 does not match {MANIFEST}); {hint}")
+    _verified[folder] = stamp
+    return folder
+
+
+def resolve(name: str) -> str:
+    """A model or data-set name as ``from_pretrained``/``load_dataset`` take it.
+
+    A bundled folder (an existing path with a manifest) is verified and its
+    path returned; any other string (a Hub name) is returned unchanged.
+    """
+    p = Path(name)
+    if p.is_dir() or str(p).startswith(str(ASSETS_DIR)):
+        return str(verify_asset(p))
+    return name

@@ -1,0 +1,57 @@
+"""Padding helpers.
+
+``pad_to_length`` right-pads one sequence of token ids.  ``pad_to_batch_size``
+fills a list up to a batch size with all-pad sequences; the original lab used
+it to feed PPO fake samples with zero reward.  The course's training loop does
+not do that (fake samples bias the reward statistics and the advantage
+normalisation); the helper stays for the exercise that shows why.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def pad_to_length(seq, length: int, pad_token_id: int):
+    """Right-pad ``seq`` (a 1-D torch tensor or a list of ints) with ``pad_token_id`` to ``length``.
+
+    Returns the same type as the input.  A sequence already ``length`` long is
+    returned unchanged; a longer one raises ``ValueError`` (truncating silently
+    would drop tokens).
+    """
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    n = len(seq)
+    if n > length:
+        raise ValueError(f"sequence of {n} tokens is longer than the target length {length}")
+    if isinstance(seq, list):
+        return seq + [pad_token_id] * (length - n)
+    import torch
+
+    if not isinstance(seq, torch.Tensor) or seq.dim() != 1:
+        raise TypeError("pad_to_length takes a list of ints or a 1-D torch tensor")
+    pad = torch.full((length - n,), pad_token_id, dtype=seq.dtype, device=seq.device)
+    return torch.cat([seq, pad])
+
+
+def pad_to_batch_size(seqs: Sequence, batch_size: int, pad_token_id: int) -> list:
+    """Append all-pad sequences (as long as the longest one) until there are ``batch_size``.
+
+    Returns a new list; the input is not modified.  More sequences than
+    ``batch_size`` raise ``ValueError``; an empty list raises ``ValueError`` too
+    (there is no length to copy).
+    """
+    seqs = list(seqs)
+    if not seqs:
+        raise ValueError("cannot pad an empty list: there is no sequence length to copy")
+    if len(seqs) > batch_size:
+        raise ValueError(f"{len(seqs)} sequences exceed the batch size {batch_size}")
+    longest = max(len(s) for s in seqs)
+    template = seqs[0]
+    while len(seqs) < batch_size:
+        if isinstance(template, list):
+            seqs.append([pad_token_id] * longest)
+        else:
+            import torch
+
+            seqs.append(torch.full((longest,), pad_token_id, dtype=template.dtype, device=template.device))
+    return seqs
