@@ -45,7 +45,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 assets: $(STAMP)
-	$(BIN)/python -m course_lib.build --data-dir $(SHARED) --asset $(ASSET)
+	$(BIN)/python -m course_lib.builders --data-dir $(SHARED) --asset $(ASSET)
 
 release: $(STAMP)
 	$(BIN)/python -m course_lib.grading release

@@ -122,10 +122,11 @@ def verify_asset(name_or_path: str | os.PathLike) -> Path:
 def resolve(name: str) -> str:
     """A model or data-set name as ``from_pretrained``/``load_dataset`` take it.
 
-    A bundled folder (an existing path with a manifest) is verified and its
-    path returned; any other string (a Hub name) is returned unchanged.
+    A bundled asset (a path inside ``course_lib/assets``, or any folder with
+    a SHA256SUMS manifest) is verified and its path returned.  Anything else
+    (a Hub name, a checkpoint you saved yourself) is returned unchanged.
     """
     p = Path(name)
-    if p.is_dir() or str(p).startswith(str(ASSETS_DIR)):
-        return str(verify_asset(p))
+    if str(p.resolve()).startswith(str(ASSETS_DIR)) or (p / MANIFEST).is_file():
+        return str(verify_asset(p.resolve()))
     return name

@@ -1,0 +1,104 @@
+"""``make assets``: rebuild the bundled assets from ../shared/data with fixed seeds.
+
+    python -m course_lib.builders --data-dir ../shared/data --asset all
+    python -m course_lib.builders --data-dir ../shared/data --asset distilbert-imdb-mini
+
+Each asset is trained into ``build/assets-work/<name>/`` (checkpoints, logs,
+``train_info.json``), measured, and packaged into ``course_lib/assets/<name>/``
+with its model card and ``SHA256SUMS``.  ``--package-only`` re-measures and
+re-packages an already trained work folder.  The log of every run is appended
+to ``build/assets-work/build.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from course_lib.assets import ASSETS_DIR
+from course_lib.builders import cards, common
+from course_lib.builders.common import log
+
+ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini")
+WORK = Path("build/assets-work")
+
+
+def build_imdb(data_dir: Path, package_only: bool) -> None:
+    from course_lib.builders import data
+    from course_lib.builders.package import assemble
+
+    work = WORK / "imdb-mini"
+    info = data.build(data_dir, work)
+    assemble(work, ASSETS_DIR / "imdb-mini", cards.imdb_card(info))
+
+
+def build_classifier(data_dir: Path, package_only: bool) -> None:
+    from course_lib.builders import classifier, metrics
+    from course_lib.builders.package import assemble
+
+    model_dir = WORK / "distilbert-imdb-mini"
+    if not package_only:
+        classifier.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / "classifier")])
+    info = json.loads((WORK / "classifier" / "train_info.json").read_text())
+    m = metrics.classifier_metrics(model_dir, data_dir)
+    m["load_seconds"] = metrics.load_seconds(model_dir, "classifier")
+    log(f"classifier metrics: {json.dumps(m)}")
+    dest = assemble(model_dir, ASSETS_DIR / "distilbert-imdb-mini", cards.classifier_card(info, m))
+    log(f"packaged {dest}")
+
+
+def build_lm(data_dir: Path, package_only: bool) -> None:
+    from course_lib.builders import lm, metrics
+    from course_lib.builders.package import assemble
+
+    model_dir = WORK / "gpt2-imdb-mini"
+    if not package_only:
+        lm.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / "lm")])
+    info = json.loads((WORK / "lm" / "train_info.json").read_text())
+    m = metrics.lm_metrics(model_dir, data_dir)
+    m["load_seconds"] = metrics.load_seconds(model_dir, "lm")
+    log(f"LM metrics: {json.dumps(m)}")
+    dest = assemble(model_dir, ASSETS_DIR / "gpt2-imdb-mini", cards.lm_card(info, m), model_max_length=info["ctx"])
+    log(f"packaged {dest}")
+
+
+def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:
+    from course_lib.builders import ppo
+
+    ppo.build(sentiment, WORK, ASSETS_DIR, package_only=package_only)
+
+
+BUILDERS = {
+    "imdb-mini": build_imdb,
+    "distilbert-imdb-mini": build_classifier,
+    "gpt2-imdb-mini": build_lm,
+    "ppo-happy-mini": lambda d, p: build_ppo("POSITIVE", d, p),
+    "ppo-pessimistic-mini": lambda d, p: build_ppo("NEGATIVE", d, p),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", type=Path, required=True, help="../shared/data (full IMDb + tokenizer files)")
+    p.add_argument("--asset", default="all", help=f"all or one of: {', '.join(ASSETS)}")
+    p.add_argument("--package-only", action="store_true", help="re-measure and re-package trained work folders")
+    args = p.parse_args(argv)
+    if args.asset != "all" and args.asset not in ASSETS:
+        p.error(f"unknown asset {args.asset!r}; valid: all, {', '.join(ASSETS)}")
+    if not (args.data_dir / "imdb" / "train.parquet").is_file():
+        p.error(f"{args.data_dir} does not hold imdb/train.parquet: point --data-dir (SHARED=...) at ../shared/data")
+    WORK.mkdir(parents=True, exist_ok=True)
+    common.LOG_FILE = WORK / "build.log"
+    names = ASSETS if args.asset == "all" else (args.asset,)
+    for name in names:
+        t0 = time.time()
+        log(f"== building {name}")
+        BUILDERS[name](args.data_dir, args.package_only)
+        log(f"== {name} done in {(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Model cards (README.md) of the bundled assets, filled from the build's figures."""
+from __future__ import annotations
+
+import json
+
+IMDB_CITATION = ("Andrew L. Maas, Raymond E. Daly, Peter T. Pham, Dan Huang, Andrew Y. Ng and Christopher Potts. "
+                 "2011. Learning Word Vectors for Sentiment Analysis. ACL 2011.")
+
+
+def _history_table(history: list[dict], keys: list[str]) -> str:
+    rows = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for h in history:
+        rows.append("| " + " | ".join(f"{h[k]:.4g}" if isinstance(h[k], float) else str(h[k]) for k in keys) + " |")
+    return "\n".join(rows)
+
+
+def imdb_card(info: dict) -> str:
+    return f"""# imdb-mini
+
+A balanced, seeded subset of the IMDb Large Movie Review Dataset in the
+`stanfordnlp/imdb` schema: `text` (raw review, `<br />` tags kept as in the
+original) and `label` (0 = negative, 1 = positive). It plays the role of
+`load_dataset("stanfordnlp/imdb")` in the offline `cpu` profile:
+`load_dataset("parquet", data_files={{"train": ".../train.parquet"}})`.
+
+| split | rows | per label | reviews > 200 characters |
+|---|---|---|---|
+| train | {info['train']['rows']} | {info['train']['per_label']} | {info['train']['longer_than_200_chars']} |
+| test | {info['test']['rows']} | {info['test']['per_label']} | {info['test']['longer_than_200_chars']} |
+
+Built by `make assets ASSET=imdb-mini` from the full data set in `../shared/data`
+(drawn without replacement, label-balanced, seed {info['seed']}, rows shuffled).
+Train rows come from the original train split only, test rows from the test
+split only.
+
+Citation: {IMDB_CITATION}
+"""
+
+
+def classifier_card(info: dict, m: dict) -> str:
+    hist = _history_table(info["history"], ["epoch", "train_loss", "val_acc_whole", "val_acc_16_words", "minutes"])
+    return f"""# distilbert-imdb-mini
+
+A small `DistilBertForSequenceClassification` trained from scratch on IMDb
+**train** (the test split is never seen) to judge the sentiment of movie-review
+text. It plays the role of `lvwerra/distilbert-imdb` (the lab's reward model)
+in the offline `cpu` profile, through the same call:
+`pipeline("sentiment-analysis", model=<this folder>)`.
+
+- Labels: `id2label = {{0: "NEGATIVE", 1: "POSITIVE"}}`. Called with
+  `top_k=None, function_to_apply="none"` the pipeline returns the raw logits of
+  both labels; the course's reward is the logit of the wanted label.
+- Vocabulary: the real uncased BERT WordPiece vocabulary (30,522 tokens).
+- Size: dim {info['dim']}, {info['layers']} layers, {info['heads']} heads,
+  max length {info['max_length']} tokens; weights stored in float16.
+
+## Training
+Seed {info['seed']}; {info['epochs']} epochs, batch {info['batch']}, AdamW lr {info['lr']} with
+warm-up and cosine decay, bf16 autocast on CPU, {info['torch_threads']} torch thread(s):
+{info['train_minutes']} minutes on the project's 2-core build machine. 1,000 train reviews
+were held out for validation. Because the lab scores short texts (a 2-8 token
+prompt plus a 4-16 token response), each epoch turns a fraction
+{info['short_frac']} of the reviews into short windows of 4-24 words (half of them
+review openings) with the review's label; the rest are whole reviews (first
+{info['train_len']} tokens). Reviews are cleaned of `<br />` tags.
+
+{hist}
+
+## Evaluation (IMDb test split, never used in training)
+| metric | value |
+|---|---|
+| accuracy, all {m['test_reviews']:,} test reviews (truncated to {m['max_length']} tokens) | **{m['test_accuracy_whole']:.2%}** |
+| accuracy, first 16 GPT-2 tokens of each test review | {m['test_accuracy_16_token_prefix']:.2%} |
+| POSITIVE logit on 16-token prefixes: mean / std | {m['prefix_positive_logit_mean']} / {m['prefix_positive_logit_std']} |
+| POSITIVE logit on 16-token prefixes: 5th / 95th percentile | {m['prefix_positive_logit_p5_p95'][0]} / {m['prefix_positive_logit_p5_p95'][1]} |
+| load time (model + tokenizer, CPU) | {m['load_seconds']} s |
+
+For scale: `lvwerra/distilbert-imdb` reports 92.8% on whole reviews. Many
+16-token openings carry no sentiment at all, so prefix accuracy is lower by
+nature. Recompute these figures with
+`python -m course_lib.builders.metrics --data-dir ../shared/data`.
+
+Data citation: {IMDB_CITATION}
+"""
+
+
+def lm_card(info: dict, m: dict) -> str:
+    hist = _history_table(info["history"][-6:], ["step", "train_loss", "val_ppl", "tokens", "minutes"])
+    samples = "\n".join(f"{i + 1}. {s!r}" for i, s in enumerate(m["samples_this_movie"]))
+    return f"""# gpt2-imdb-mini
+
+A small `GPT2LMHeadModel` pre-trained from scratch on IMDb review text. It
+plays the role of `lvwerra/gpt2-imdb` (the lab's policy and reference model) in
+the offline `cpu` profile and loads through the same calls:
+`AutoModelForCausalLMWithValueHead.from_pretrained(<this folder>)`,
+`AutoModelForCausalLM.from_pretrained(...)`, `AutoTokenizer.from_pretrained(...)`.
+
+- Tokenizer: the real GPT-2 byte-level BPE (50,257 tokens); pad = EOS
+  (`<|endoftext|>`, id 50256).
+- Size: {info['layers']} layers, {info['dim']} wide, {info['heads']} heads, context
+  {info['ctx']} tokens; weights stored in float16 (tied input/output embeddings).
+
+## Training
+Data: IMDb train + unsupervised splits (75,000 reviews; the test split is never
+seen), `<br />` tags removed; 500 reviews held out for validation. Each review
+(+ EOS) is cut into windows of at most {info['ctx']} tokens that start at position 0, so
+the model often sees review openings, which is what the lab prompts it with.
+
+Seed {info['seed']}; {info['steps']} steps of {info['batch']} windows ({info['train_tokens']:,} tokens),
+AdamW lr {info['lr']} (warm-up, cosine decay to 10%), bf16 autocast on CPU:
+{info['train_minutes']} minutes on the project's 2-core build machine.
+
+Speed-up, exact: the {info['keep'] - 1:,} most frequent GPT-2 tokens of the training
+text (coverage {info['coverage']:.2%}) get their own output class; all other tokens
+share one "rare" class whose probability is split among them by unigram
+frequency. The last hidden dimension is pinned to a constant at the final layer
+norm, which turns it into a per-token output bias in the tied embedding, so the
+exported full 50,257-token model computes exactly the trained distribution
+(see `course_lib/builders/lm.py`).
+
+Last validation points:
+
+{hist}
+
+## Evaluation
+| metric | value |
+|---|---|
+| perplexity, {m['ppl_reviews']:,} IMDb test reviews (seeded sample, {m['ppl_window_tokens']}-token windows) | **{m['test_perplexity']}** |
+| load time (model + tokenizer, CPU) | {m['load_seconds']} s |
+
+Ten samples from "This movie" (seed {m['sample_seed']}, pure sampling: top_k 0, top_p 1.0, 30 new tokens):
+
+{samples}
+
+Recompute with `python -m course_lib.builders.metrics --data-dir ../shared/data`.
+
+Data citation: {IMDB_CITATION}
+"""
+
+
+def ppo_card(sentiment: str, info: dict, ev: dict) -> str:
+    name = "ppo-happy-mini" if sentiment == "POSITIVE" else "ppo-pessimistic-mini"
+    role = "Happy LLM" if sentiment == "POSITIVE" else "Pessimistic LLM"
+    rows = "\n".join(f"| {k} | {v} |" for k, v in ev["table"].items())
+    return f"""# {name}
+
+The course's **{role}**: `gpt2-imdb-mini` tuned with trl 0.11.4's `PPOTrainer`
+to write reviews that the reward model (`distilbert-imdb-mini`) scores as
+**{sentiment}**. Loads like the base model
+(`AutoModelForCausalLM.from_pretrained`, `AutoModelForCausalLMWithValueHead.from_pretrained`);
+the value head is stored too. `training_stats.json` holds the per-step
+statistics (mean reward, KL, losses, entropy, times).
+
+## Training
+{json.dumps(info['config'], indent=1)}
+
+{info['steps']} PPO steps in {info['train_minutes']} minutes on the project's 2-core build machine
+({info['torch_threads']} torch thread(s)); seed {info['config']['seed']}.
+
+## Evaluation ({ev['n']} held-out prompts from IMDb test reviews, same seed for every model)
+| metric | value |
+|---|---|
+{rows}
+"""

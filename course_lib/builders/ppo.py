@@ -1,0 +1,93 @@
+"""Build ``ppo-happy-mini`` and ``ppo-pessimistic-mini``: PPO-tuned ``gpt2-imdb-mini``.
+
+Trains with the same loop the notebooks show (``course_lib.train``) on the
+bundled IMDb subset, then evaluates the tuned model against the reference on
+held-out prompts from the bundled test split and writes the model card.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from course_lib.builders.common import log
+
+NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
+
+#: The bundled checkpoints' settings (the cpu profile's values otherwise).
+BUILD_SETTINGS = {
+    "steps": 120,
+    "batch_size": 64,
+    "mini_batch_size": 16,
+    "learning_rate": 1e-4,
+    "init_kl_coef": 0.2,
+    "reward_scale": 1.0,
+    "seed": 0,
+}
+EVAL_PROMPTS = 512
+EVAL_SEED = 1234
+
+
+def evaluate_checkpoint(sentiment: str, model_dir: Path, cfg) -> dict:
+    """Tuned vs reference on EVAL_PROMPTS held-out prompts; figures for the card."""
+    from course_lib.data import build_dataset
+    from course_lib.evaluate import compare_models, summarize
+    from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
+
+    tok = load_tokenizer(cfg.policy_model)
+    models = {"reference": load_policy(cfg.policy_model, value_head=False),
+              "tuned": load_policy(str(model_dir), value_head=False)}
+    prompts = build_dataset(cfg, tok, split="test", seed=EVAL_SEED)
+    pipe = load_sentiment_pipeline(cfg.reward_model)
+    table = compare_models(models, tok, pipe, prompts, cfg, n=EVAL_PROMPTS, seed=EVAL_SEED)
+    summ = summarize(table, sentiment)
+    ref, tuned = summ["reference"], summ["tuned"]
+    ev = {
+        "n": len(table), "label": sentiment, "seed": EVAL_SEED,
+        "reference": ref, "tuned": tuned,
+        "gain": tuned["mean"] - ref["mean"],
+        "distinct_2_ratio": tuned["distinct_2"] / ref["distinct_2"] if ref["distinct_2"] else float("nan"),
+        "examples": table.head(8).to_dict(orient="records"),
+    }
+    ev["table"] = {
+        f"mean {sentiment} logit, reference": f"{ref['mean']:+.3f} (95% CI {ref['ci95'][0]:+.3f} .. {ref['ci95'][1]:+.3f})",
+        f"mean {sentiment} logit, tuned": f"{tuned['mean']:+.3f} (95% CI {tuned['ci95'][0]:+.3f} .. {tuned['ci95'][1]:+.3f})",
+        "gain (tuned - reference)": f"**{ev['gain']:+.3f}**",
+        "median, reference / tuned": f"{ref['median']:+.3f} / {tuned['median']:+.3f}",
+        "mean KL to reference (nats per response)": f"{tuned.get('kl_to_reference', float('nan')):.2f}",
+        "distinct-2, reference / tuned (ratio)": f"{ref['distinct_2']:.3f} / {tuned['distinct_2']:.3f} ({ev['distinct_2_ratio']:.2f})",
+    }
+    return ev
+
+
+def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = False) -> Path:
+    import torch
+
+    from course_lib.builders import cards
+    from course_lib.builders.package import assemble
+    from course_lib.config import make_config
+    from course_lib.jsonio import save_json
+    from course_lib.train import run
+
+    name = NAMES[sentiment]
+    model_dir = work / name
+    cfg = make_config("cpu", target_label=sentiment, **BUILD_SETTINGS)
+    info_file = work / f"{name}.train_info.json"
+    if not package_only:
+        t0 = time.time()
+        records, _ = run(cfg, model_dir, progress=True, dtype=torch.float16)
+        minutes = (time.time() - t0) / 60
+        info = {"config": cfg.to_dict(), "steps": len(records), "train_minutes": round(minutes, 1),
+                "torch_threads": torch.get_num_threads()}
+        save_json(info, info_file)
+        log(f"{name}: {len(records)} steps in {minutes:.1f} min")
+    info = json.loads(info_file.read_text())
+    info["config"]["policy_model"] = "course_lib/assets/gpt2-imdb-mini"
+    info["config"]["reward_model"] = "course_lib/assets/distilbert-imdb-mini"
+    info["config"]["dataset"] = "course_lib/assets/imdb-mini"
+    ev = evaluate_checkpoint(sentiment, model_dir, cfg)
+    log(f"{name} evaluation: {json.dumps(ev['table'])}")
+    dest = assemble(model_dir, assets_dir / name, cards.ppo_card(sentiment, info, ev),
+                    extra_files={"evaluation.json": json.dumps({k: v for k, v in ev.items() if k != 'table'}, indent=1)})
+    log(f"packaged {dest}")
+    return dest
