@@ -130,3 +130,11 @@ def resolve(name: str) -> str:
     if str(p.resolve()).startswith(str(ASSETS_DIR)) or (p / MANIFEST).is_file():
         return str(verify_asset(p.resolve()))
     return name
+
+
+def bundled(name: str) -> Path:
+    """The verified folder of a bundled asset, by name (``"ppo-happy-mini"``, ...)."""
+    known = bundled_names()
+    if name not in known and not (ASSETS_DIR / name).exists():
+        raise AssetError(f"no bundled asset named {name!r}; bundled assets: {', '.join(known) or 'none'}")
+    return verify_asset(ASSETS_DIR / name)
