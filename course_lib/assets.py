@@ -127,7 +127,7 @@ def resolve(name: str) -> str:
     (a Hub name, a checkpoint you saved yourself) is returned unchanged.
     """
     p = Path(name)
-    if str(p.resolve()).startswith(str(ASSETS_DIR)) or (p / MANIFEST).is_file():
+    if p.resolve().is_relative_to(ASSETS_DIR) or (p / MANIFEST).is_file():
         return str(verify_asset(p.resolve()))
     return name
 

@@ -312,3 +312,29 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def export_checkpoint(data_dir: Path, work: Path, out: Path, keep: int = 12288, seed: int = 1234) -> None:
+    """Export ``work/last.pt`` (an unfinished run) as a full-vocabulary model, for trying things early."""
+    tok = gpt2_tokenizer_from_shared(data_dir)
+    rv_file = work / "reduced_vocab_counts.npy"
+    if rv_file.exists():
+        counts = np.load(rv_file)
+    else:
+        texts = read_imdb_split(data_dir, "train") + read_imdb_split(data_dir, "unsupervised")
+        texts = [clean_review(t) for t in texts]
+        order = np.random.default_rng(seed).permutation(len(texts))
+        ids = tok([texts[i] for i in order[500:]])["input_ids"]
+        counts = np.bincount(np.concatenate([np.asarray(i, dtype=np.int64) for i in ids]), minlength=len(tok))
+        np.save(rv_file, counts)
+    rv = ReducedVocab(counts, keep, tok.eos_token_id)
+    state = torch.load(work / "last.pt", map_location="cpu")
+    sd = state["model"]
+    cfg = sd["transformer.wte.weight"].shape
+    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.h."))
+    model = build_model(keep, layers, cfg[1], 4, sd["transformer.wpe.weight"].shape[0])
+    model.load_state_dict(sd)
+    out.mkdir(parents=True, exist_ok=True)
+    export_full(model, rv, out, tok)
+    tok.save_pretrained(out)
+    log(f"exported step {state['step']} -> {out}")
