@@ -42,7 +42,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 assets: $(STAMP)
 	$(BIN)/python -m course_lib.builders --data-dir $(SHARED) --asset $(ASSET)
@@ -53,8 +53,22 @@ release: $(STAMP)
 grade: $(STAMP)
 	$(BIN)/python -m course_lib.grading autograde --submissions submitted
 
+# nbgrader 0.9 ships the formgrader twice: a server extension (pages under /formgrader) and a
+# JupyterLab extension (menu Nbgrader > Formgrader, a tab showing those pages). pip enables both
+# inside the venv; enabling them again here is idempotent and touches only the venv (--sys-prefix).
+# JupyterLab opens with the Formgrader tab (/lab?formgrader=true: a route of nbgrader's extension;
+# --ServerApp.default_url is overridden by JupyterLab's own). nbgrader runs `alembic` from PATH
+# when it creates build/gradebook.db, hence the venv's bin on PATH. As root (containers) Jupyter
+# refuses to start without --allow-root.
 formgrader: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.default_url=/formgrader
+	@mkdir -p build
+	@$(BIN)/jupyter server extension enable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null 2>&1 \
+		|| { echo "could not enable nbgrader's formgrader server extension" >&2; exit 1; }
+	@$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 \
+		|| { echo "could not enable nbgrader's JupyterLab extension" >&2; exit 1; }
+	@echo "Formgrader: JupyterLab opens on its Formgrader tab (also: menu Nbgrader > Formgrader, or <server URL>/formgrader)."
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --LabApp.default_url='/lab?formgrader=true' \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
