@@ -89,7 +89,9 @@ def build_dataset(config, tokenizer, split: str = "train", source: str | Path | 
     input_size = LengthSampler(config.prompt_min_tokens, config.prompt_max_tokens + 1)
 
     def tokenize(batch):
-        ids = tokenizer(batch["review"])["input_ids"]
+        # Truncating at the longest prompt gives the same first tokens as encoding the
+        # whole review, without warnings about reviews longer than the model's context.
+        ids = tokenizer(batch["review"], truncation=True, max_length=config.prompt_max_tokens)["input_ids"]
         batch["input_ids"] = [seq[: input_size()] for seq in ids]
         batch["query"] = [tokenizer.decode(seq) for seq in batch["input_ids"]]
         return batch
