@@ -209,6 +209,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <work>/last.pt; the cosine schedule is recomputed for --steps in total")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -245,6 +247,11 @@ def main(argv=None) -> None:
     def lr_at(step):
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
+        if fresh_opt and step < start + 50:  # new Adam moments after a resume: ramp up again
+            return _cosine(step) * (step - start + 1) / 50
+        return _cosine(step)
+
+    def _cosine(step):
         frac = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
@@ -263,13 +270,26 @@ def main(argv=None) -> None:
         model.train()
         return tot / n
 
-    history = []
+    history, start, tokens_seen, prior_minutes = [], 0, 0, 0.0
+    if args.resume:
+        state = torch.load(args.work / "last.pt", map_location="cpu")
+        model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+        history = state.get("history", [])
+        tokens_seen = state.get("tokens", int(start * args.batch * args.ctx * 0.85))
+        prior_minutes = state.get("minutes", 0.0)
+        rng = np.random.default_rng(args.seed + start)  # a fresh data order for the rest of the run
+        log(f"resuming at step {start} of {args.steps} (optimizer state {'restored' if 'optimizer' in state else 'new'})")
+        fresh_opt = "optimizer" not in state
+    else:
+        fresh_opt = False
     perm = rng.permutation(len(arr))
     pos = 0
     model.train()
     from tqdm.auto import tqdm
-    bar = tqdm(range(args.steps), desc="pre-train LM", mininterval=10)
-    tokens_seen = 0
+    bar = tqdm(range(start, args.steps), desc="pre-train LM", mininterval=10)
     for step in bar:
         if pos + args.batch > len(perm):
             perm, pos = rng.permutation(len(arr)), 0
@@ -291,12 +311,14 @@ def main(argv=None) -> None:
         if (step + 1) % 250 == 0 or step + 1 == args.steps:
             vl = val_loss()
             rec = {"step": step + 1, "train_loss": float(loss), "val_loss": vl, "val_ppl": math.exp(vl),
-                   "tokens": tokens_seen, "minutes": (time.time() - t0) / 60}
+                   "tokens": tokens_seen, "minutes": prior_minutes + (time.time() - t0) / 60}
             history.append(rec)
             log(json.dumps(rec))
-            torch.save({"model": model.state_dict(), "step": step + 1}, args.work / "last.pt")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+                        "history": history, "tokens": tokens_seen, "minutes": (time.time() - t0) / 60},
+                       args.work / "last.pt")
 
-    train_minutes = (time.time() - t0) / 60
+    train_minutes = prior_minutes + (time.time() - t0) / 60
     args.out.mkdir(parents=True, exist_ok=True)
     export_full(model, rv, args.out, tok)
     tok.save_pretrained(args.out)
@@ -304,7 +326,7 @@ def main(argv=None) -> None:
         "seed": args.seed, "layers": args.layers, "dim": args.dim, "heads": args.heads, "ctx": args.ctx,
         "batch": args.batch, "steps": args.steps, "lr": args.lr, "keep": args.keep,
         "coverage": float(rv.coverage), "train_tokens": tokens_seen, "train_minutes": round(train_minutes, 1),
-        "history": history, "torch_threads": torch.get_num_threads(),
+        "history": history, "torch_threads": torch.get_num_threads(), "resumed_at": start or None,
     }
     (args.work / "train_info.json").write_text(json.dumps(info, indent=1))
     log(f"done in {train_minutes:.1f} min -> {args.out}")
