@@ -14,5 +14,8 @@ imports what it needs.  Modules, one job each:
 ``train``    the PPO training loop and its command line
 ``evaluate`` comparing models on held-out prompts
 ``plots``    training curves and reward histograms
+``widgets``  "try the models yourself" prompt box
+``grading``  nbgrader release and autograding (``make release``, ``make grade``)
+``run_lab``  ``make run``: execute the notebooks with papermill
 """
 __version__ = "0.1.0"

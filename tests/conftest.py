@@ -34,7 +34,8 @@ import pytest  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 DATA_DIR = TESTS_DIR / "data"
-GPT2_TOKENIZER_DIR = DATA_DIR / "gpt2-tokenizer"
+# the real GPT-2 tokenizer files (vocab.json, merges.txt) ship with the bundled policy
+GPT2_TOKENIZER_DIR = TESTS_DIR.parent / "course_lib" / "assets" / "gpt2-imdb-mini"
 
 # ---- no network --------------------------------------------------------------
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -142,8 +143,8 @@ def gpt2_tokenizer():
 def tiny_policy_dir(tmp_path_factory, gpt2_tokenizer):
     """A 2-layer random GPT-2 (GPT-2 vocabulary) and its tokenizer, saved with a SHA256SUMS manifest.
 
-    The manifest is there because ``course_lib.models`` verifies every local
-    folder it loads (``assets.resolve``), as it will the bundled assets.
+    With the manifest, ``course_lib.models`` verifies the folder before loading
+    it (``assets.resolve``), exactly as it does the bundled assets.
     """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

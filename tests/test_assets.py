@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from course_lib import assets
-from course_lib.assets import (MANIFEST, AssetError, go_offline, read_manifest, resolve, sha256_of,
+from course_lib.assets import (MANIFEST, AssetError, bundled, go_offline, read_manifest, resolve, sha256_of,
                                verify_asset, write_manifest)
 
 FILES = {"config.json": b'{"n_layer": 2}\n', "model.safetensors": bytes(range(256)) * 40, "vocab.txt": b"a\nb\n"}
@@ -112,9 +112,36 @@ def test_resolve_leaves_hub_names_alone():
     assert resolve("stanfordnlp/imdb") == "stanfordnlp/imdb"
 
 
-def test_resolve_checks_bundled_paths(tmp_path):
-    with pytest.raises(AssetError):
+def test_resolve_checks_bundled_paths():
+    with pytest.raises(AssetError, match="not-built-yet is missing"):
         resolve(str(assets.ASSETS_DIR / "not-built-yet"))
+
+
+def test_resolve_verifies_a_folder_with_a_manifest(asset):
+    assert resolve(str(asset)) == str(asset)
+    (asset / "vocab.txt").write_bytes(b"x\ny\n")
+    bump_mtime(asset / "vocab.txt")
+    with pytest.raises(AssetError, match="vocab.txt is corrupt"):
+        resolve(str(asset))
+
+
+def test_resolve_leaves_a_checkpoint_without_manifest_alone(tmp_path):
+    checkpoint = tmp_path / "my-ppo-run"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    assert resolve(str(checkpoint)) == str(checkpoint)
+
+
+def test_bundled_by_name(asset, monkeypatch):
+    monkeypatch.setattr(assets, "ASSETS_DIR", asset.parent)
+    assert assets.bundled_names() == ["tiny-asset"]
+    assert bundled("tiny-asset") == asset
+    with pytest.raises(AssetError) as err:
+        bundled("gpt2-imdb-huge")
+    assert str(err.value) == "no bundled asset named 'gpt2-imdb-huge'; bundled assets: tiny-asset"
+    (asset / "config.json").unlink()
+    with pytest.raises(AssetError, match="config.json listed in SHA256SUMS is missing"):
+        bundled("tiny-asset")
 
 
 def test_go_offline_sets_switches_and_constants(monkeypatch):

@@ -108,7 +108,8 @@ the model often sees review openings, which is what the lab prompts it with.
 
 Seed {info['seed']}; {info['steps']} steps of {info['batch']} windows ({info['train_tokens']:,} tokens),
 AdamW lr {info['lr']} (warm-up, cosine decay to 10%), bf16 autocast on CPU:
-{info['train_minutes']} minutes on the project's 2-core build machine.
+{info['train_minutes']} minutes on the project's 2-core build machine (shared with other jobs).
+{('Schedule: ' + info['schedule_note'] + '.') if info.get('schedule_note') else ''}
 
 Speed-up, exact: the {info['keep'] - 1:,} most frequent GPT-2 tokens of the training
 text (coverage {info['coverage']:.2%}) get their own output class; all other tokens

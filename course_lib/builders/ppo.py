@@ -16,12 +16,12 @@ NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
 
 #: The bundled checkpoints' settings (the cpu profile's values otherwise).
 BUILD_SETTINGS = {
-    "steps": 120,
+    "steps": 100,
     "batch_size": 64,
     "mini_batch_size": 16,
     "learning_rate": 1e-4,
-    "init_kl_coef": 0.2,
-    "reward_scale": 1.0,
+    "init_kl_coef": 0.3,
+    "reward_scale": 3.0,
     "seed": 0,
 }
 EVAL_PROMPTS = 512
