@@ -65,7 +65,12 @@ def main(argv=None) -> int:
     rows = []
     for nb in notebooks:
         print(f"running {nb.relative_to(ROOT) if nb.is_relative_to(ROOT) else nb} (profile {args.profile}) ...", flush=True)
-        params = {"profile": args.profile, "results_dir": str(results_dir)}
+        import papermill as pm
+
+        declared = pm.inspect_notebook(str(nb))
+        params = {"profile": args.profile}
+        if "results_dir" in declared:
+            params["results_dir"] = str(results_dir)
         status, seconds, err = execute(nb, out / "executed", params, args.cell_timeout)
         rows.append((nb.stem, status, seconds, err))
         print(f"  {status} in {seconds:.0f} s{': ' + err if err else ''}", flush=True)
