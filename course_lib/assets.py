@@ -80,6 +80,33 @@ def write_manifest(folder: Path) -> Path:
     return folder / MANIFEST
 
 
+def staging_folder(dest: Path) -> Path:
+    """An empty hidden sibling of ``dest`` to assemble a new version of it in."""
+    import shutil
+
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def swap_in_folder(tmp: Path, dest: Path) -> Path:
+    """Replace ``dest`` by the finished folder ``tmp`` with renames (no half-written state)."""
+    import shutil
+
+    tmp, dest = Path(tmp), Path(dest)
+    old = dest.with_name(f".{dest.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+    return dest
+
+
 def bundled_names() -> list[str]:
     return sorted(p.name for p in ASSETS_DIR.iterdir() if (p / MANIFEST).is_file()) if ASSETS_DIR.is_dir() else []
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -161,27 +160,19 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
     interrupted save leaves any previous checkpoint intact.  ``dtype`` (e.g.
     ``torch.float16``) stores a cast copy; the model in memory is unchanged.
     """
+    from course_lib.assets import staging_folder, swap_in_folder
+
     out_dir = Path(out_dir)
     model = getattr(model, "module", model)
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_folder(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "tokenizer.json").unlink(missing_ok=True)  # vocab.json + merges.txt suffice
     if records is not None:
         save_json({"config": cfg.to_dict() if cfg else None, "steps": records}, tmp / STATS_FILE)
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-    return out_dir
+    return swap_in_folder(tmp, out_dir)
 
 
 def load_stats(path: str | Path) -> list[dict]:

@@ -34,34 +34,35 @@ def build_imdb(data_dir: Path, package_only: bool) -> None:
     assemble(work, ASSETS_DIR / "imdb-mini", cards.imdb_card(info))
 
 
-def build_classifier(data_dir: Path, package_only: bool) -> None:
-    from course_lib.builders import classifier, metrics
+def _train_measure_package(name: str, trainer, work_sub: str, measure, card, kind: str, data_dir: Path,
+                           package_only: bool, model_max_length_key: str | None = None) -> None:
+    """Train (unless ``package_only``) into WORK/name, measure the model, package it with its card."""
+    from course_lib.builders import metrics
     from course_lib.builders.package import assemble
 
-    model_dir = WORK / "distilbert-imdb-mini"
+    model_dir = WORK / name
     if not package_only:
-        classifier.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / "classifier")])
-    info = json.loads((WORK / "classifier" / "train_info.json").read_text())
-    m = metrics.classifier_metrics(model_dir, data_dir)
-    m["load_seconds"] = metrics.load_seconds(model_dir, "classifier")
-    log(f"classifier metrics: {json.dumps(m)}")
-    dest = assemble(model_dir, ASSETS_DIR / "distilbert-imdb-mini", cards.classifier_card(info, m))
-    log(f"packaged {dest}")
+        trainer.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / work_sub)])
+    info = json.loads((WORK / work_sub / "train_info.json").read_text())
+    m = measure(model_dir, data_dir)
+    m["load_seconds"] = metrics.load_seconds(model_dir, kind)
+    log(f"{name} metrics: {json.dumps(m)}")
+    mml = info[model_max_length_key] if model_max_length_key else None
+    log(f"packaged {assemble(model_dir, ASSETS_DIR / name, card(info, m), model_max_length=mml)}")
+
+
+def build_classifier(data_dir: Path, package_only: bool) -> None:
+    from course_lib.builders import classifier, metrics
+
+    _train_measure_package("distilbert-imdb-mini", classifier, "classifier", metrics.classifier_metrics,
+                           cards.classifier_card, "classifier", data_dir, package_only)
 
 
 def build_lm(data_dir: Path, package_only: bool) -> None:
     from course_lib.builders import lm, metrics
-    from course_lib.builders.package import assemble
 
-    model_dir = WORK / "gpt2-imdb-mini"
-    if not package_only:
-        lm.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / "lm")])
-    info = json.loads((WORK / "lm" / "train_info.json").read_text())
-    m = metrics.lm_metrics(model_dir, data_dir)
-    m["load_seconds"] = metrics.load_seconds(model_dir, "lm")
-    log(f"LM metrics: {json.dumps(m)}")
-    dest = assemble(model_dir, ASSETS_DIR / "gpt2-imdb-mini", cards.lm_card(info, m), model_max_length=info["ctx"])
-    log(f"packaged {dest}")
+    _train_measure_package("gpt2-imdb-mini", lm, "lm", metrics.lm_metrics, cards.lm_card, "lm", data_dir,
+                           package_only, model_max_length_key="ctx")
 
 
 def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from course_lib.assets import write_manifest
+from course_lib.assets import staging_folder, swap_in_folder, write_manifest
 
 # tokenizer.json duplicates vocab.json + merges.txt / vocab.txt (and is larger);
 # transformers rebuilds the fast tokenizer from those in ~0.1 s.
@@ -20,9 +20,7 @@ def assemble(src: Path, dest: Path, card: str, model_max_length: int | None = No
              extra_files: dict[str, str] | None = None) -> Path:
     """Copy ``src`` to ``dest`` without the files in DROP, add README.md and SHA256SUMS."""
     src, dest = Path(src), Path(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_folder(dest)
     tmp.mkdir(parents=True)
     for f in sorted(src.iterdir()):
         if f.is_file() and f.name not in DROP and f.name != "README.md":
@@ -36,15 +34,7 @@ def assemble(src: Path, dest: Path, card: str, model_max_length: int | None = No
         (tmp / name).write_text(text, encoding="utf-8")
     (tmp / "README.md").write_text(card, encoding="utf-8")
     write_manifest(tmp)
-    old = dest.with_name(f".{dest.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
-    return dest
+    return swap_in_folder(tmp, dest)
 
 
 def folder_size_mb(folder: Path) -> float:
