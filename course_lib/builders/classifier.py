@@ -11,7 +11,6 @@ prompts.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -21,7 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.builders.common import bert_tokenizer_from_shared, clean_review, log, read_imdb_split, set_build_seed
+from course_lib.builders.common import (
+    bert_tokenizer_from_shared,
+    builder_parser,
+    clean_review,
+    log,
+    read_imdb_split,
+    set_build_seed,
+)
 
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 
@@ -78,10 +84,7 @@ def accuracy(model, tok, texts: list[str], labels: list[int], max_length: int, b
 def main(argv=None) -> None:
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--work", type=Path, default=Path("build/assets-work/classifier"))
+    p = builder_parser(__doc__.split("\n")[0], "build/assets-work/classifier", seed_default=4321)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--heads", type=int, default=4)
@@ -91,8 +94,6 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--short-frac", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=4321)
-    p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

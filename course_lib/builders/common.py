@@ -68,3 +68,16 @@ def bert_tokenizer_from_shared(data_dir: Path, max_length: int):
 
     d = Path(data_dir) / "tokenizers" / "bert-base-uncased"
     return DistilBertTokenizerFast(vocab_file=str(d / "vocab.txt"), do_lower_case=True, model_max_length=max_length)
+
+
+def builder_parser(description: str, work_default: str, seed_default: int):
+    """The arguments every model builder takes: data, output, work folder, seed, threads."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data-dir", type=Path, required=True, help="../shared/data")
+    p.add_argument("--out", type=Path, required=True, help="output model folder")
+    p.add_argument("--work", type=Path, default=Path(work_default), help="checkpoints, logs, train_info.json")
+    p.add_argument("--seed", type=int, default=seed_default)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    return p

@@ -27,7 +27,6 @@ full-vocabulary model with the real GPT-2 tokenizer.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.builders.common import (
+    builder_parser,
     clean_review,
     gpt2_tokenizer_from_shared,
     log,
@@ -194,21 +194,16 @@ def _maybe_retune_threads(work: Path) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", type=Path, required=True, help="../shared/data")
-    p.add_argument("--out", type=Path, required=True, help="output model folder")
-    p.add_argument("--work", type=Path, default=Path("build/assets-work/lm"), help="checkpoints and logs")
+    p = builder_parser(__doc__.split("\n")[0], "build/assets-work/lm", seed_default=1234)
     p.add_argument("--keep", type=int, default=12288, help="training vocabulary incl. the rare bucket")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ctx", type=int, default=128, help="window length in tokens (= n_positions)")
     p.add_argument("--batch", type=int, default=32, help="windows per step")
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--resume", action="store_true",
                    help="continue from <work>/last.pt; the cosine schedule is recomputed for --steps in total")
     args = p.parse_args(argv)
