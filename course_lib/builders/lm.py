@@ -204,9 +204,14 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--export-checkpoint", action="store_true",
+                   help="only export <work>/last.pt (an unfinished run) to --out, to try it early")
     p.add_argument("--resume", action="store_true",
                    help="continue from <work>/last.pt; the cosine schedule is recomputed for --steps in total")
     args = p.parse_args(argv)
+    if args.export_checkpoint:
+        export_checkpoint(args.data_dir, args.work, args.out, keep=args.keep, seed=args.seed)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     set_build_seed(args.seed)
@@ -327,9 +332,6 @@ def main(argv=None) -> None:
     log(f"done in {train_minutes:.1f} min -> {args.out}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 def export_checkpoint(data_dir: Path, work: Path, out: Path, keep: int = 12288, seed: int = 1234) -> None:
     """Export ``work/last.pt`` (an unfinished run) as a full-vocabulary model, for trying things early."""
@@ -355,3 +357,7 @@ def export_checkpoint(data_dir: Path, work: Path, out: Path, keep: int = 12288, 
     export_full(model, rv, out, tok)
     tok.save_pretrained(out)
     log(f"exported step {state['step']} -> {out}")
+
+
+if __name__ == "__main__":
+    main()
