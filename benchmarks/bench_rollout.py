@@ -4,7 +4,7 @@ Same 64 prompts, same per-prompt response lengths, same model, CPU.  Prints
 the time of each and their ratio, then the time split of full PPO steps
 (generate / score / optimise) with the batched rollout.
 
-    .venv/bin/python benchmarks/bench_rollout.py [--batch 64] [--repeats 3] [--ppo-steps 2]
+    .venv/bin/python benchmarks/bench_rollout.py [--batch 64] [--repeats 3] [--ppo-steps 2] [--threads N]
 """
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ppo-steps", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = make_config("cpu", batch_size=args.batch, mini_batch_size=16)
     set_seed(0)
     tok = load_tokenizer(cfg.policy_model)

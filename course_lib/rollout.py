@@ -1,9 +1,17 @@
 """Generating text with the policy: one prompt, or a whole batch of queries at once.
 
 The original lab generated one query at a time.  :func:`generate_responses`
-generates the whole batch in one call (left padding + attention mask), then
-cuts each response to its own sampled length: the same result per query, many
-times faster (see ``benchmarks/bench_rollout.py``).
+generates the whole batch at once (left padding + attention mask) and cuts each
+response to its own sampled length: the same result per query, several times
+faster (see ``benchmarks/bench_rollout.py``).
+
+For the lab's settings (plain sampling from the softmax: ``top_k=0``,
+``top_p=1.0``) and for greedy decoding it runs its own cached decoding loop
+instead of ``generate``, for two reasons measured on CPU: ``torch.multinomial``
+draws one exponential variate per vocabulary entry (64 x 50,257 per token at
+batch 64), where inverse-CDF sampling needs one uniform per row; and rows
+leave the batch as soon as they reach their length or an EOS.  Any other
+setting (top-k, nucleus, temperature, penalties, ...) goes to ``generate``.
 """
 from __future__ import annotations
 
@@ -42,6 +50,116 @@ def _cut(response, length: int, eos_token_id: int):
     return response
 
 
+# gen_kwargs keys the fast loop understands; anything else goes to HF ``generate``
+_FAST_KEYS = {"do_sample", "top_k", "top_p", "temperature", "min_length", "pad_token_id", "eos_token_id"}
+# generation-config fields that must keep their neutral value for the fast loop
+_NEUTRAL = {"num_beams": (None, 1), "num_return_sequences": (None, 1), "repetition_penalty": (None, 1.0),
+            "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,), "suppress_tokens": (None,),
+            "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+            "min_new_tokens": (None, 0), "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0),
+            "eta_cutoff": (None, 0.0), "min_p": (None,), "encoder_repetition_penalty": (None, 1.0),
+            "sequence_bias": (None,), "guidance_scale": (None, 1.0)}
+
+
+def _causal_lm(model):
+    """The module whose forward returns logits: trl's value-head wrapper keeps it in ``pretrained_model``."""
+    return getattr(model, "pretrained_model", model) if hasattr(model, "v_head") else model
+
+
+def decoding_mode(model, gen_kwargs: dict) -> str | None:
+    """``"sample"`` (plain sampling), ``"greedy"``, or ``None`` when only ``generate`` can honour ``gen_kwargs``.
+
+    Settings not given in ``gen_kwargs`` come from the model's ``generation_config``,
+    exactly as ``generate`` would take them (its default ``top_k`` is 50, so
+    plain sampling needs ``top_k=0`` given explicitly, as the lab does).
+    """
+    lm = _causal_lm(_unwrap(model))
+    if not callable(getattr(lm, "forward", None)) or getattr(lm, "config", None) is None:
+        return None
+    if set(gen_kwargs) - _FAST_KEYS:
+        return None
+    gc = getattr(lm, "generation_config", None)
+
+    def setting(name, default):
+        if name in gen_kwargs:
+            return gen_kwargs[name]
+        return getattr(gc, name, default) if gc is not None else default
+
+    if gc is not None and any(getattr(gc, k, None) not in ok for k, ok in _NEUTRAL.items()):
+        return None
+    min_length = setting("min_length", 0)
+    if min_length is not None and min_length > 0:
+        return None
+    if not setting("do_sample", False):
+        return "greedy"
+    if setting("top_k", 50) not in (None, 0) or setting("top_p", 1.0) not in (None, 1.0) \
+            or setting("temperature", 1.0) not in (None, 1.0):
+        return None
+    return "sample"
+
+
+def sample_from_logits(logits):
+    """One token per row, drawn from ``softmax(logits)`` by inverse CDF: a single uniform per row.
+
+    Same distribution as ``torch.multinomial(softmax(logits), 1)``, different
+    random stream.  A token of probability zero is never drawn.
+    """
+    import torch
+
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum_(dim=-1)
+    u = torch.rand((logits.shape[0], 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=logits.shape[-1] - 1)
+
+
+def _select_rows(past, keep):
+    """Keep the rows ``keep`` of a key/value cache (legacy tuples or a ``Cache`` object)."""
+    if isinstance(past, tuple):
+        return tuple(tuple(t.index_select(0, keep) for t in layer) for layer in past)
+    past.batch_select_indices(keep)
+    return past
+
+
+def _decode(lm, input_ids, mask, lengths, mode: str, eos: int):
+    """Cached decoding loop; a row leaves the batch at its length or after its first EOS."""
+    import torch
+
+    device = input_ids.device
+    n = len(lengths)
+    want = torch.as_tensor(lengths, device=device)
+    out = torch.full((n, max(lengths)), eos, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)  # original index of each row still decoding
+    pos = (mask.cumsum(-1) - 1).clamp_(min=0)
+    ids, past = input_ids, None
+    can_drop = True
+    body, head = getattr(lm, "base_model", lm), lm.get_output_embeddings()
+    split = body is not lm and head is not None  # run the head on the last position only
+    for t in range(max(lengths)):
+        if split:
+            res = body(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
+            logits = head(res.last_hidden_state[:, -1, :])
+        else:
+            res = lm(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
+            logits = res.logits[:, -1, :]
+        nxt = logits.argmax(-1) if mode == "greedy" else sample_from_logits(logits)
+        out[rows, t] = nxt
+        past = res.past_key_values
+        done = (nxt == eos) | (want[rows] <= t + 1)
+        if bool(done.all()):
+            break
+        if can_drop and bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            try:
+                past = _select_rows(past, keep)
+            except AttributeError:  # a cache type that cannot drop rows: keep decoding them
+                can_drop = False
+            else:
+                rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
+        ids = nxt[:, None]
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        pos = pos[:, -1:] + 1
+    return out
+
+
 def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[int], gen_kwargs: dict) -> list:
     """Sample a response for every query in one batched ``generate`` call.
 
@@ -57,6 +175,8 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
         raise ValueError(f"{len(queries)} queries but {len(lengths)} lengths")
     if not len(queries):
         return []
+    if min(lengths) < 1:
+        raise ValueError(f"every response length must be at least 1 token, got {min(lengths)}")
     model = _unwrap(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(len(q) for q in queries)
@@ -66,10 +186,15 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
     for i, q in enumerate(queries):
         input_ids[i, width - len(q):] = q
         mask[i, width - len(q):] = 1
-    with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(lengths), **gen_kwargs)
     eos = tokenizer.eos_token_id
-    return [_cut(out[i, width:], n, eos) for i, n in enumerate(lengths)]
+    mode = decoding_mode(model, gen_kwargs) if eos is not None else None
+    with torch.no_grad():
+        if mode is None:
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(lengths), **gen_kwargs)
+            out = out[:, width:]
+        else:
+            out = _decode(_causal_lm(model), input_ids, mask, list(lengths), mode, eos)
+    return [_cut(out[i], n, eos) for i, n in enumerate(lengths)]
 
 
 def generate_one_by_one(model, tokenizer, queries: Sequence, lengths: Sequence[int], gen_kwargs: dict) -> list:

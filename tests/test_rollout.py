@@ -6,7 +6,8 @@ import torch
 
 from course_lib.config import make_config
 from course_lib.models import load_policy
-from course_lib.rollout import generate_one_by_one, generate_responses, generate_some_text
+from course_lib.rollout import (decoding_mode, generate_one_by_one, generate_responses, generate_some_text,
+                                sample_from_logits)
 
 PROMPTS = ["This movie", "I watched this film last night and I have to say that", "Great", "The acting was"]
 LENGTHS = [5, 12, 8, 16]
@@ -62,6 +63,7 @@ def test_sampling_repeats_with_the_same_seed(policy, gpt2_tokenizer, queries, sa
 
 
 def test_left_padding_does_not_change_greedy_continuations(policy, gpt2_tokenizer, queries, greedy_kwargs):
+    assert decoding_mode(policy, greedy_kwargs) == "greedy"  # the cached loop, checked against HF generate
     batched = generate_responses(policy, gpt2_tokenizer, queries, LENGTHS, greedy_kwargs)
     single = generate_one_by_one(policy, gpt2_tokenizer, queries, LENGTHS, greedy_kwargs)
     assert [len(r) for r in single] == LENGTHS  # the random tiny model does not emit EOS here
@@ -148,3 +150,53 @@ def test_generate_some_text_respects_max_new_tokens(gpt2_tokenizer):
 def test_empty_prompt_is_a_value_error(policy, gpt2_tokenizer, sampling_kwargs, prompt):
     with pytest.raises(ValueError, match="prompt is empty"):
         generate_some_text(policy, gpt2_tokenizer, prompt, sampling_kwargs)
+
+
+def test_decoding_mode_takes_the_fast_loop_only_for_settings_it_honours(policy, sampling_kwargs, greedy_kwargs):
+    assert decoding_mode(policy, sampling_kwargs) == "sample"  # the lab's top_k=0, top_p=1.0
+    assert decoding_mode(policy, greedy_kwargs) == "greedy"
+    assert decoding_mode(policy, {**sampling_kwargs, "top_k": 50}) is None
+    assert decoding_mode(policy, {**sampling_kwargs, "top_p": 0.9}) is None
+    assert decoding_mode(policy, {**sampling_kwargs, "temperature": 0.7}) is None
+    assert decoding_mode(policy, {**sampling_kwargs, "repetition_penalty": 1.2}) is None
+    assert decoding_mode(policy, {**sampling_kwargs, "min_length": 20}) is None
+    # generate's own default top_k is 50: sampling without an explicit top_k=0 is not plain sampling
+    assert decoding_mode(policy, {"do_sample": True}) is None
+
+
+def test_inverse_cdf_sampler_matches_the_softmax():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.log().expand(20000, -1)  # the last token has logit -inf
+    draws = sample_from_logits(logits)
+    counts = torch.bincount(draws, minlength=5).double() / len(draws)
+    sd = (probs * (1 - probs) / len(draws)).sqrt().double()
+    assert counts[4] == 0  # probability zero: never drawn
+    assert ((counts - probs.double()).abs() <= 4 * sd + 1e-12).all(), counts
+
+
+def test_batched_sampling_follows_the_models_next_token_distribution(gpt2_tokenizer, sampling_kwargs):
+    """Many copies of one prompt, one token each: the draws' frequencies match the model's softmax.
+
+    Uses the bundled review model, whose next-token distribution is peaked
+    enough for the frequencies to say something.
+    """
+    from course_lib.assets import bundled
+
+    lm = load_policy(str(bundled("gpt2-imdb-mini")), value_head=False).eval()
+    q = torch.tensor(gpt2_tokenizer.encode("This movie is a waste of"))
+    n = 3000
+    torch.manual_seed(1)
+    draws = torch.cat(generate_responses(lm, gpt2_tokenizer, [q] * n, [1] * n, sampling_kwargs))
+    with torch.no_grad():
+        probs = torch.softmax(lm(q[None]).logits[0, -1].double(), -1)
+    top = probs.topk(5).indices
+    assert probs[top[0]] > 0.2  # a real, peaked distribution (' time')
+    freq = torch.stack([(draws == t).double().mean() for t in top])
+    sd = (probs[top] * (1 - probs[top]) / n).sqrt()
+    assert ((freq - probs[top]).abs() <= 4 * sd).all(), (freq, probs[top])
+
+
+def test_a_zero_length_is_refused(policy, gpt2_tokenizer, queries, sampling_kwargs):
+    with pytest.raises(ValueError, match="at least 1 token"):
+        generate_responses(policy, gpt2_tokenizer, queries, [0, 3, 3, 3], sampling_kwargs)

@@ -247,7 +247,7 @@ def main(argv=None) -> None:
     def lr_at(step):
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
-        if fresh_opt and step < start + 50:  # new Adam moments after a resume: ramp up again
+        if start and step < start + 50:  # after a resume the schedule may jump (longer --steps): ramp up again
             return _cosine(step) * (step - start + 1) / 50
         return _cosine(step)
 
@@ -282,9 +282,6 @@ def main(argv=None) -> None:
         prior_minutes = state.get("minutes", 0.0)
         rng = np.random.default_rng(args.seed + start)  # a fresh data order for the rest of the run
         log(f"resuming at step {start} of {args.steps} (optimizer state {'restored' if 'optimizer' in state else 'new'})")
-        fresh_opt = "optimizer" not in state
-    else:
-        fresh_opt = False
     perm = rng.permutation(len(arr))
     pos = 0
     model.train()
@@ -315,7 +312,8 @@ def main(argv=None) -> None:
             history.append(rec)
             log(json.dumps(rec))
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
-                        "history": history, "tokens": tokens_seen, "minutes": (time.time() - t0) / 60},
+                        "history": history, "tokens": tokens_seen,
+                        "minutes": prior_minutes + (time.time() - t0) / 60},
                        args.work / "last.pt")
 
     train_minutes = prior_minutes + (time.time() - t0) / 60
