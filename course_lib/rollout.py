@@ -2,8 +2,9 @@
 
 The original lab generated one query at a time.  :func:`generate_responses`
 generates the whole batch at once (left padding + attention mask) and cuts each
-response to its own sampled length: the same result per query, several times
-faster (see ``benchmarks/bench_rollout.py``).
+response to its own sampled length: per query the same distribution (greedy:
+the same tokens) as one ``generate`` call per query, several times faster (see
+``benchmarks/bench_rollout.py``).
 
 For the lab's settings (plain sampling from the softmax: ``top_k=0``,
 ``top_p=1.0``) and for greedy decoding it runs its own cached decoding loop
