@@ -55,8 +55,9 @@ def test_the_run_reports_tuned_models_beating_the_reference(lab_run):
     summary = json.loads((out / "results" / "part3_comparison.json").read_text())
     assert summary["n_prompts"] >= 512
     pos, neg = summary["POSITIVE"], summary["NEGATIVE"]
-    # the bundled checkpoints' effect, measured in the notebook on held-out prompts
-    assert pos["happy"]["mean"] > pos["reference"]["mean"] + 1.0
+    # the bundled checkpoints' effect, measured in the notebook on held-out prompts; their cards report
+    # gains of about +0.9..+1.0 (happy) and +1.3..+1.4 (pessimistic) with 95% CIs of about +-0.07
+    assert pos["happy"]["mean"] > pos["reference"]["mean"] + 0.7
     assert neg["pessimistic"]["mean"] > neg["reference"]["mean"] + 1.0
     assert pos["happy"]["ci95"][0] > pos["reference"]["ci95"][1]
 
