@@ -46,19 +46,18 @@ def response_logprobs(model, queries: Sequence, responses: Sequence, pad_id: int
     """Sum over each response's tokens of log p(token | query, earlier tokens), in nats."""
     import torch
 
-    model = getattr(model, "pretrained_model", model)
+    from course_lib.padding import left_pad, position_ids
+    from course_lib.rollout import causal_lm
+
+    model = causal_lm(model)
     device = next(model.parameters()).device
     out = []
     for s in range(0, len(queries), batch_size):
         qs, rs = queries[s:s + batch_size], responses[s:s + batch_size]
         seqs = [torch.cat([q.to(device), r.to(device)]) for q, r in zip(qs, rs)]
-        width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, x in enumerate(seqs):  # left padding, as in generation
-            ids[i, width - len(x):] = x
-            mask[i, width - len(x):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask = left_pad(seqs, pad_id)  # as in generation
+        width = ids.shape[1]
+        pos = position_ids(mask)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]

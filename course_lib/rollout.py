@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from course_lib.padding import left_pad, position_ids
+
 
 def _unwrap(model):
     """trl's value-head wrapper and DDP wrappers forward ``generate``; plain models have it."""
@@ -62,7 +64,7 @@ _NEUTRAL = {"num_beams": (None, 1), "num_return_sequences": (None, 1), "repetiti
             "sequence_bias": (None,), "guidance_scale": (None, 1.0)}
 
 
-def _causal_lm(model):
+def causal_lm(model):
     """The module whose forward returns logits: trl's value-head wrapper keeps it in ``pretrained_model``."""
     return getattr(model, "pretrained_model", model) if hasattr(model, "v_head") else model
 
@@ -74,7 +76,7 @@ def decoding_mode(model, gen_kwargs: dict) -> str | None:
     exactly as ``generate`` would take them (its default ``top_k`` is 50, so
     plain sampling needs ``top_k=0`` given explicitly, as the lab does).
     """
-    lm = _causal_lm(_unwrap(model))
+    lm = causal_lm(_unwrap(model))
     if not callable(getattr(lm, "forward", None)) or getattr(lm, "config", None) is None:
         return None
     if set(gen_kwargs) - _FAST_KEYS:
@@ -129,7 +131,7 @@ def _decode(lm, input_ids, mask, lengths, mode: str, eos: int):
     want = torch.as_tensor(lengths, device=device)
     out = torch.full((n, max(lengths)), eos, dtype=torch.long, device=device)
     rows = torch.arange(n, device=device)  # original index of each row still decoding
-    pos = (mask.cumsum(-1) - 1).clamp_(min=0)
+    pos = position_ids(mask)
     ids, past = input_ids, None
     can_drop = True
     body, head = getattr(lm, "base_model", lm), lm.get_output_embeddings()
@@ -162,7 +164,10 @@ def _decode(lm, input_ids, mask, lengths, mode: str, eos: int):
 
 
 def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[int], gen_kwargs: dict) -> list:
-    """Sample a response for every query in one batched ``generate`` call.
+    """Sample a response for every query, the whole batch at once.
+
+    The lab's plain sampling and greedy decoding run the cached loop above;
+    any other ``gen_kwargs`` go to one batched ``generate`` call.
 
     ``queries``: 1-D LongTensors of prompt ids (different lengths allowed).
     ``lengths``: the wanted number of new tokens per query.  Returns a list of
@@ -180,13 +185,8 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
         raise ValueError(f"every response length must be at least 1 token, got {min(lengths)}")
     model = _unwrap(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(q) for q in queries)
-    device = queries[0].device
-    input_ids = torch.full((len(queries), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((len(queries), width), dtype=torch.long, device=device)
-    for i, q in enumerate(queries):
-        input_ids[i, width - len(q):] = q
-        mask[i, width - len(q):] = 1
+    input_ids, mask = left_pad(queries, pad)
+    width = input_ids.shape[1]
     eos = tokenizer.eos_token_id
     mode = decoding_mode(model, gen_kwargs) if eos is not None else None
     with torch.no_grad():
@@ -194,7 +194,7 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max(lengths), **gen_kwargs)
             out = out[:, width:]
         else:
-            out = _decode(_causal_lm(model), input_ids, mask, list(lengths), mode, eos)
+            out = _decode(causal_lm(model), input_ids, mask, list(lengths), mode, eos)
     return [_cut(out[i], n, eos) for i, n in enumerate(lengths)]
 
 

@@ -90,3 +90,14 @@ def test_too_many_sequences_is_a_value_error():
     with pytest.raises(ValueError, match="3 sequences exceed the batch size 2"):
         pad_to_batch_size(seqs, 2, 0)
     assert seqs == [[1], [2], [3]]
+
+
+def test_left_pad_ends_every_row_at_the_last_column():
+    import torch
+
+    from course_lib.padding import left_pad, position_ids
+
+    ids, mask = left_pad([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_token_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert position_ids(mask).tolist() == [[0, 1, 2], [0, 0, 0]]
