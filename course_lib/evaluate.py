@@ -85,6 +85,23 @@ def generate_for_eval(models: Mapping, tokenizer, queries: Sequence, lengths: Se
     return out
 
 
+def _eval_prompts(prompts, cfg, n: int | None, seed: int):
+    """The first ``n`` prompts' token ids and texts, and their seeded response lengths."""
+    from course_lib.data import numpy_seed
+    from course_lib.train import response_length_sampler
+
+    n = min(n or cfg.eval_prompts, len(prompts))
+    if n == 0:
+        raise ValueError("no prompts to evaluate on")
+    rows = prompts.select(range(n)) if hasattr(prompts, "select") else prompts[:n]
+    queries = [r["input_ids"] for r in rows]
+    query_texts = [r["query"] for r in rows]
+    sampler = response_length_sampler(cfg)
+    with numpy_seed(seed):
+        lengths = [sampler() for _ in queries]
+    return queries, query_texts, lengths
+
+
 def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: int | None = None,
                    seed: int = 1234, reference: str | None = "reference"):
     """Generate with every model on the first ``n`` prompts and score everything.
@@ -100,21 +117,11 @@ def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: 
     import numpy as np
     import pandas as pd
 
-    from course_lib.data import numpy_seed
     from course_lib.reward import score_for_label
-    from course_lib.train import response_length_sampler
 
-    n = min(n or cfg.eval_prompts, len(prompts))
-    if n == 0:
-        raise ValueError("no prompts to evaluate on")
     if reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} is not among the models: {', '.join(models)}")
-    rows = prompts.select(range(n)) if hasattr(prompts, "select") else prompts[:n]
-    queries = [r["input_ids"] for r in rows]
-    query_texts = [r["query"] for r in rows]
-    sampler = response_length_sampler(cfg)
-    with numpy_seed(seed):
-        lengths = [sampler() for _ in queries]
+    queries, query_texts, lengths = _eval_prompts(prompts, cfg, n, seed)
     responses = generate_for_eval(models, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed)
     table = pd.DataFrame({"query": query_texts})
     ref_lp = None
@@ -132,6 +139,52 @@ def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: 
                                                                         tokenizer.eos_token_id)
             table[f"KL [{name}]"] = np.asarray(own) - np.asarray(on_ref)
     return table
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL (nats) from the best-of-``n`` policy to its base policy: ``ln n - (n - 1) / n``.
+
+    The usual formula for best-of-n sampling; Beirami et al. (2024) show it
+    is an upper bound on the true KL.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n(model, tokenizer, sentiment_pipe, prompts, cfg, samples: int, n: int | None = None,
+              seed: int = 1234, sample_seed: int = 0) -> dict:
+    """Scores of ``samples`` responses per prompt from one model: a yardstick for PPO.
+
+    The prompts and response lengths are those :func:`compare_models` uses
+    with the same ``n`` and ``seed``.  Returns ``{label: array (samples, n)}``
+    of logits for both labels; ``scores[label][:k].max(axis=0).mean()`` is
+    what keeping the best of ``k`` samples per prompt reaches, at a KL of at
+    most :func:`best_of_n_kl` ``(k)`` nats.
+    """
+    import numpy as np
+    import torch
+
+    from course_lib.reward import score_for_label
+    from course_lib.rollout import generate_responses
+
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    queries, query_texts, lengths = _eval_prompts(prompts, cfg, n, seed)
+    gen = cfg.generation_kwargs(tokenizer)
+    device = next(model.parameters()).device
+    scores = {label: np.zeros((samples, len(queries))) for label in LABELS}
+    torch.manual_seed(sample_seed)
+    for k in range(samples):
+        res = []
+        for s in range(0, len(queries), 64):
+            res += generate_responses(model, tokenizer, [q.to(device) for q in queries[s:s + 64]],
+                                      lengths[s:s + 64], gen)
+        texts = tokenizer.batch_decode([r.cpu() for r in res], skip_special_tokens=True)
+        outputs = sentiment_pipe([q + t for q, t in zip(query_texts, texts)], **cfg.sent_kwargs)
+        for label in LABELS:
+            scores[label][k] = [score_for_label(o, label) for o in outputs]
+    return scores
 
 
 def model_names(table) -> list[str]:

@@ -153,7 +153,9 @@ the value head is stored too. `training_stats.json` holds the per-step
 statistics (mean reward, KL, losses, entropy, times).
 
 ## Training
+```json
 {json.dumps(info['config'], indent=1)}
+```
 
 {info['steps']} PPO steps in {info['train_minutes']} minutes on the project's 2-core build machine
 ({info['torch_threads']} torch thread(s)); seed {info['config']['seed']}.
@@ -162,4 +164,17 @@ statistics (mean reward, KL, losses, entropy, times).
 | metric | value |
 |---|---|
 {rows}
+{_best_of_n_note(ev, sentiment)}"""
+
+
+def _best_of_n_note(ev: dict, sentiment: str) -> str:
+    bon = ev.get("best_of_n")
+    if not bon:
+        return ""
+    return f"""
+The last row is a yardstick: drawing {bon['n']} responses per prompt from the
+reference and keeping the one the classifier scores highest raises the mean
+{sentiment} logit by {bon['gain']:+.2f} over the reference's mean, at a KL of at most
+{bon['kl_bound']:.2f} nats. Recompute it, with more samples, by
+`python benchmarks/bench_reward_ceiling.py`.
 """
