@@ -94,6 +94,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--short-frac", type=float, default=0.5)
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout everywhere (0 gives sharper logits)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,7 +116,8 @@ def main(argv=None) -> None:
         vocab_size=tok.vocab_size, dim=args.dim, n_layers=args.layers, n_heads=args.heads,
         hidden_dim=4 * args.dim, max_position_embeddings=args.max_length,
         id2label=dict(ID2LABEL), label2id={v: k for k, v in ID2LABEL.items()},
-        dropout=0.1, attention_dropout=0.1, seq_classif_dropout=0.1, pad_token_id=tok.pad_token_id,
+        dropout=args.dropout, attention_dropout=args.dropout, seq_classif_dropout=args.dropout,
+        pad_token_id=tok.pad_token_id,
     )
     model = DistilBertForSequenceClassification(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -143,6 +145,8 @@ def main(argv=None) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step(); sched.step(); opt.zero_grad()
             run_loss = 0.98 * run_loss + 0.02 * float(loss.detach()) if i else float(loss.detach())
+            if i % 50 == 0:
+                bar.set_postfix(loss=f"{run_loss:.3f}", refresh=False)
         rec = {"epoch": epoch + 1, "train_loss": run_loss,
                "val_acc_whole": accuracy(model, tok, va_t, va_y, args.max_length),
                "val_acc_16_words": accuracy(model, tok, va_short, va_y, args.max_length),
