@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--short-frac", type=float, default=0.5)
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout everywhere (0 gives sharper logits)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout of every layer and of the classifier head")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
