@@ -7,12 +7,14 @@ Each asset is trained into ``build/assets-work/<name>/`` (checkpoints, logs,
 ``train_info.json``), measured, and packaged into ``course_lib/assets/<name>/``
 with its model card and ``SHA256SUMS``.  ``--package-only`` re-measures and
 re-packages an already trained work folder.  The log of every run is appended
-to ``build/assets-work/build.log``.
+to ``build/assets-work/build.log``.  ``BUILD_NOTE`` (environment variable), if
+set, is added to the model cards, e.g. to say that two builds shared the machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,8 @@ def _train_measure_package(name: str, trainer, work_sub: str, measure, card, kin
     if not package_only:
         trainer.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / work_sub)])
     info = json.loads((WORK / work_sub / "train_info.json").read_text())
+    if os.environ.get("BUILD_NOTE"):
+        info["build_note"] = os.environ["BUILD_NOTE"]
     m = measure(model_dir, data_dir)
     m["load_seconds"] = metrics.load_seconds(model_dir, kind)
     log(f"{name} metrics: {json.dumps(m)}")

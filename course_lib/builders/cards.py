@@ -56,8 +56,8 @@ in the offline `cpu` profile, through the same call:
 
 ## Training
 Seed {info['seed']}; {info['epochs']} epochs, batch {info['batch']}, AdamW lr {info['lr']} with
-warm-up and cosine decay, bf16 autocast on CPU, {info['torch_threads']} torch thread(s):
-{info['train_minutes']} minutes on the project's 2-core build machine. 1,000 train reviews
+warm-up and cosine decay, dropout {info.get('dropout', 0.1)}, bf16 autocast on CPU, {info['torch_threads']} torch thread(s):
+{info['train_minutes']} minutes on the project's 2-core build machine. {info.get('build_note', '')} 1,000 train reviews
 were held out for validation. Because the lab scores short texts (a 2-8 token
 prompt plus a 4-16 token response), each epoch turns a fraction
 {info['short_frac']} of the reviews into short windows of 4-24 words (half of them
@@ -159,6 +159,7 @@ statistics (mean reward, KL, losses, entropy, times).
 
 {info['steps']} PPO steps in {info['train_minutes']} minutes on the project's 2-core build machine
 ({info['torch_threads']} torch thread(s)); seed {info['config']['seed']}.
+{info.get('build_note', '')}
 
 ## Evaluation ({ev['n']} held-out prompts from IMDb test reviews, same seed for every model)
 | metric | value |

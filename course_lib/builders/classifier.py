@@ -3,10 +3,10 @@
 Maintainer tool (``make assets``).  A small DistilBertForSequenceClassification
 with the real uncased BERT vocabulary, trained on IMDb *train* only.
 
-The lab scores short texts (a 2-8 token prompt plus a 4-16 token response), so
-half of the training examples are short word windows of a review, labelled
-with the review's label; the other half are whole reviews (first ``train_len``
-tokens).  Short windows mostly taken from a review's opening, like the lab's
+The lab scores short texts (a 2-8 token prompt plus a 4-16 token response), so a
+fraction (``--short-frac``) of the training examples are short word windows of
+a review, labelled with the review's label; the rest are whole reviews (first
+``train_len`` tokens).  Short windows mostly taken from a review's opening, like the lab's
 prompts.
 """
 from __future__ import annotations
@@ -85,16 +85,16 @@ def main(argv=None) -> None:
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     p = builder_parser(__doc__.split("\n")[0], "build/assets-work/classifier", seed_default=4321)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--dim", type=int, default=96)
+    p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--max-length", type=int, default=512, help="model_max_length and position embeddings")
     p.add_argument("--train-len", type=int, default=256, help="tokens of a whole review during training")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--short-frac", type=float, default=0.5)
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout of every layer and of the classifier head")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--short-frac", type=float, default=0.3)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout of every layer and of the classifier head")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -322,6 +322,7 @@ def main(argv=None) -> None:
         history = state.get("history", [])
         tokens_seen = state.get("tokens", int(start * args.batch * args.ctx * 0.85))
         prior_minutes = state.get("minutes", 0.0)
+        init_note = state.get("init_from")
         rng = np.random.default_rng(args.seed + start)  # a fresh data order for the rest of the run
         log(f"resuming at step {start} of {args.steps} (optimizer state {'restored' if 'optimizer' in state else 'new'})")
     perm = rng.permutation(len(arr))
@@ -354,7 +355,7 @@ def main(argv=None) -> None:
             history.append(rec)
             log(json.dumps(rec))
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
-                        "history": history, "tokens": tokens_seen,
+                        "history": history, "tokens": tokens_seen, "init_from": init_note,
                         "minutes": prior_minutes + (time.time() - t0) / 60},
                        args.work / "last.pt")
 
