@@ -67,3 +67,15 @@ def test_warm_start_refuses_a_different_shape(tiny):
     other = lm.build_model(KEEP, layers=2, dim=8, heads=2, ctx=12)
     with pytest.raises(ValueError, match="n_layer=1 but the run asks for 2"):
         lm.load_full_into_small(other, rv, out)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--order-seed", "7"], "--order-seed only applies with --init-from"),
+    (["--init-from", "x", "--resume"], "--init-from and --resume exclude each other"),
+])
+def test_command_line_rejects_options_that_do_not_combine(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        lm.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out")] + extra)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

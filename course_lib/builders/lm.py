@@ -238,10 +238,18 @@ def main(argv=None) -> None:
     p.add_argument("--init-from", type=Path, default=None, metavar="DIR",
                    help="warm start: begin from an exported full-vocabulary model (e.g. the bundled "
                         "gpt2-imdb-mini) with a fresh optimizer, schedule and data order")
+    p.add_argument("--order-seed", type=int, default=None, metavar="N",
+                   help="seed of the training windows' order with --init-from (default: --seed + 1); "
+                        "--seed also draws the validation reviews, so keep it and change this one "
+                        "for a further warm-started stage")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward/backward (about 1.35x faster per step on CPU; "
                         "the first steps compile for a minute or so)")
     args = p.parse_args(argv)
+    if args.order_seed is not None and args.init_from is None:
+        p.error("--order-seed only applies with --init-from")
+    if args.init_from is not None and args.resume:
+        p.error("--init-from and --resume exclude each other")
     if args.export_checkpoint:
         export_checkpoint(args.data_dir, args.work, args.out, keep=args.keep, seed=args.seed)
         return
@@ -271,10 +279,9 @@ def main(argv=None) -> None:
     model = build_model(args.keep, args.layers, args.dim, args.heads, args.ctx)
     init_note = None
     if args.init_from is not None:
-        if args.resume:
-            p.error("--init-from and --resume exclude each other")
         load_full_into_small(model, rv, args.init_from)
-        rng = np.random.default_rng(args.seed + 1)  # not the data order the initial model was trained on
+        # not the data order the initial model was trained on
+        rng = np.random.default_rng(args.seed + 1 if args.order_seed is None else args.order_seed)
         init_note = str(args.init_from)
         log(f"warm start from {args.init_from}")
     train_model = torch.compile(model) if args.compile else model
@@ -347,10 +354,10 @@ def main(argv=None) -> None:
         tokens_seen += int(n)
         if step % 50 == 0:
             _maybe_retune_threads(args.work)
-            bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         if (step + 1) % 250 == 0 or step + 1 == args.steps:
             vl = val_loss()
-            rec = {"step": step + 1, "train_loss": float(loss), "val_loss": vl, "val_ppl": math.exp(vl),
+            rec = {"step": step + 1, "train_loss": float(loss.detach()), "val_loss": vl, "val_ppl": math.exp(vl),
                    "tokens": tokens_seen, "minutes": prior_minutes + (time.time() - t0) / 60}
             history.append(rec)
             log(json.dumps(rec))
