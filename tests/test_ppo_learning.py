@@ -1,20 +1,31 @@
 """A short seeded PPO run on the bundled models moves the reward toward the target label.
 
-Real models, real data, real trl: for each sentiment, a few PPO steps from
-``gpt2-imdb-mini`` must raise the mean logit of the target label on held-out
-prompts (same prompts, same lengths, same sampling seed before and after).
+Real models, real data, real trl: for each sentiment, ten PPO steps from
+``gpt2-imdb-mini`` must raise the mean logit of the target label, measured
+before the run (the reference model is the run's starting point) and after it
+on the same held-out prompts, response lengths and sampling seed, so the two
+means differ only by what PPO changed. The rise must be significant: more than
+``MIN_T`` standard errors of the per-prompt paired differences.
+
+The per-step training rewards are printed, not asserted: each is the mean of
+32 samples (standard error about 0.15 logits), so over ten steps their trend
+is mostly noise (a seeded run once rose +0.07 by a last-3-minus-first-3 rule
+while its held-out gain was +0.47).
 """
+import math
+
+import numpy as np
 import pytest
 
 from course_lib import train
 from course_lib.config import make_config
 from course_lib.data import build_dataset
-from course_lib.evaluate import compare_models, summarize
+from course_lib.evaluate import compare_models
 from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
 
 STEPS = 10
-EVAL_PROMPTS = 96
-MIN_RISE = 0.1  # logits: mean reward of the last 3 steps minus the first 3 (measured: about +0.2 to +0.3)
+EVAL_PROMPTS = 128
+MIN_T = 3.0  # paired t statistic of the held-out rise
 
 
 @pytest.mark.slow
@@ -29,11 +40,12 @@ def test_short_run_raises_the_target_reward(label):
     prompts = build_dataset(cfg, tok, split="test", seed=99)
     pipe = load_sentiment_pipeline(cfg.reward_model)
     table = compare_models(models, tok, pipe, prompts, cfg, n=EVAL_PROMPTS, seed=99)
-    s = summarize(table, label)
-    gain = s["tuned"]["mean"] - s["reference"]["mean"]
+    diff = np.asarray(table[f"{label} [tuned]"]) - np.asarray(table[f"{label} [reference]"])
+    rise, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size))
     during = [r["env/reward_mean"] for r in records]
-    print(f"{label}: reward during training {during[0]:+.2f} -> {during[-1]:+.2f}; "
-          f"held-out mean {s['reference']['mean']:+.3f} -> {s['tuned']['mean']:+.3f} (gain {gain:+.3f})")
-    rise = sum(during[-3:]) / 3 - sum(during[:3]) / 3
-    assert rise > MIN_RISE, f"the {label} reward rose by only {rise:+.3f} over the run: {during}"
-    assert gain > 0, f"on {EVAL_PROMPTS} held-out prompts the {label} logit fell by {gain:+.3f}"
+    assert all(math.isfinite(x) for x in during)
+    print(f"{label}: reward during training {' '.join(f'{x:+.2f}' for x in during)}; held-out rise "
+          f"{rise:+.3f} +- {se:.3f} (t = {rise / se if se else 0.0:.1f}) on {diff.size} prompts")
+    assert diff.size == EVAL_PROMPTS
+    assert rise > MIN_T * se, (f"on {EVAL_PROMPTS} held-out prompts the {label} logit rose by only "
+                               f"{rise:+.3f} (standard error {se:.3f})")
