@@ -20,7 +20,7 @@ import pytest
 from course_lib import train
 from course_lib.config import make_config
 from course_lib.data import build_dataset
-from course_lib.evaluate import compare_models
+from course_lib.evaluate import compare_models, mean_ci
 from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
 
 STEPS = 10
@@ -41,7 +41,8 @@ def test_short_run_raises_the_target_reward(label):
     pipe = load_sentiment_pipeline(cfg.reward_model)
     table = compare_models(models, tok, pipe, prompts, cfg, n=EVAL_PROMPTS, seed=99)
     diff = np.asarray(table[f"{label} [tuned]"]) - np.asarray(table[f"{label} [reference]"])
-    rise, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size))
+    paired = mean_ci(diff)
+    rise, se = paired["mean"], paired["std"] / math.sqrt(paired["n"])
     during = [r["env/reward_mean"] for r in records]
     assert all(math.isfinite(x) for x in during)
     print(f"{label}: reward during training {' '.join(f'{x:+.2f}' for x in during)}; held-out rise "

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from course_lib.assets import ASSETS_DIR
 from course_lib.builders import cards, common
-from course_lib.builders.common import log
+from course_lib.builders.common import build_note, log
 
 ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini")
 WORK = Path("build/assets-work")
@@ -46,8 +45,8 @@ def _train_measure_package(name: str, trainer, work_sub: str, measure, card, kin
     if not package_only:
         trainer.main(["--data-dir", str(data_dir), "--out", str(model_dir), "--work", str(WORK / work_sub)])
     info = json.loads((WORK / work_sub / "train_info.json").read_text())
-    if os.environ.get("BUILD_NOTE"):
-        info["build_note"] = os.environ["BUILD_NOTE"]
+    if build_note():
+        info["build_note"] = build_note()
     m = measure(model_dir, data_dir)
     m["load_seconds"] = metrics.load_seconds(model_dir, kind)
     log(f"{name} metrics: {json.dumps(m)}")

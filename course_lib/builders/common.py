@@ -1,6 +1,7 @@
 """Shared pieces of the asset builders: reading ../shared/data, seeding, logging."""
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -21,6 +22,11 @@ def log(msg: str) -> None:
     if LOG_FILE is not None:
         with open(LOG_FILE, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+def build_note() -> str:
+    """The maintainer's sentence for the model cards (environment variable ``BUILD_NOTE``), or ''."""
+    return os.environ.get("BUILD_NOTE", "")
 
 
 def set_build_seed(seed: int) -> None:

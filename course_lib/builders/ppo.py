@@ -7,11 +7,10 @@ held-out prompts from the bundled test split and writes the model card.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from course_lib.builders.common import log
+from course_lib.builders.common import build_note, log
 
 NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
 
@@ -84,7 +83,7 @@ def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = Fal
         records, _ = run(cfg, model_dir, progress=True, dtype=torch.float16)
         minutes = (time.time() - t0) / 60
         info = {"config": cfg.to_dict(), "steps": len(records), "train_minutes": round(minutes, 1),
-                "torch_threads": torch.get_num_threads(), "build_note": os.environ.get("BUILD_NOTE", "")}
+                "torch_threads": torch.get_num_threads(), "build_note": build_note()}
         save_json(info, info_file)
         log(f"{name}: {len(records)} steps in {minutes:.1f} min")
     info = json.loads(info_file.read_text())
