@@ -1,0 +1,353 @@
+"""Execute an untrusted notebook inside a bubblewrap sandbox.
+
+One call of :func:`execute_notebook` starts ``python -m course_lib.grading.runner``
+inside a fresh sandbox, hands it the notebook on stdin and reads the executed
+notebook back from its stdout.  Nothing else crosses the boundary: the sandbox
+has **no writable host path at all**.
+
+What the sandbox (bubblewrap, Debian package ``bubblewrap``) gives the code inside:
+
+* a read-only view of the system (``/usr``, ``/etc``), of the Python
+  installation and virtual environment, and of the ``course_lib`` package: not
+  the course folder, so no ``solutions/``, gradebook, ``submitted/``,
+  ``autograded/`` or other student;
+* writable scratch space only in memory (``tmpfs``, size-limited): the home
+  folder where the notebook runs, and ``/tmp``;
+* no network (a private network namespace with nothing but its own loopback),
+  its own process-id namespace (it sees and can signal only its own
+  processes; when the sandbox ends, all of them end), its own IPC and host
+  name;
+* an unprivileged user id: when the grader runs as root, bubblewrap sets up the
+  sandbox and ``setpriv`` then drops to a per-slot user id with no
+  capabilities and ``no_new_privs`` (root would ignore the process limit);
+  run as an ordinary user, bubblewrap uses a user namespace and the code runs
+  with the instructor's uid, without capabilities;
+* resource limits (``prlimit``): address space (a 50 GB allocation fails
+  with ``MemoryError``), number of processes/threads of that user id (a fork
+  bomb stops there), size of any file it writes; and, enforced by the grader
+  outside, a wall-clock limit and a cap on the bytes read back.
+
+The protocol is the module :mod:`.runner`'s: JSON request in, JSON result out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .course import GradingError
+
+INSTALL_HINT = ("install it with `sudo apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` "
+                "on Fedora), or pass --no-sandbox to grade without isolation (only for trusted submissions)")
+HOME = "/home/student"            # the sandbox's home; the notebook runs in HOME/course/<assignment>
+GiB, MiB = 1 << 30, 1 << 20
+DEFAULT_UID_BASE = 61000          # sandbox user ids: base + slot (root only)
+
+
+#: Set in the grading kernels, inside the sandbox (see :func:`grading_env`).
+QUIET_ENV = {
+    "PYTHONWARNINGS": "ignore",              # FutureWarning/DeprecationWarning of libraries
+    "TRANSFORMERS_VERBOSITY": "error",       # transformers' logger.warning(...) lines
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' map/filter bars
+}
+
+
+def grading_env() -> dict:
+    """Environment variables of the grading kernels.
+
+    ``COURSE_GRADING=1`` makes the notebooks shrink their live runs and makes
+    hidden tests record their evidence.  The rest keeps library chatter off
+    stderr: nbgrader (0.9) scores a test cell that writes *anything* to stderr
+    as failed, and the Hugging Face libraries warn there about harmless things.
+    A student's own prints to stderr still fail the cell, as nbgrader intends.
+    """
+    return {**QUIET_ENV, "COURSE_GRADING": "1"}
+
+
+class SandboxUnavailable(GradingError):
+    """bubblewrap is missing or cannot create a sandbox on this machine."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed notebook run."""
+
+    memory_bytes: int = 8 * GiB        # address space of each process (RLIMIT_AS)
+    processes: int = 192               # processes + threads of the sandbox user (RLIMIT_NPROC)
+    file_bytes: int = 256 * MiB        # largest file any process may write (RLIMIT_FSIZE)
+    home_bytes: int = 1 * GiB          # tmpfs: the home folder (notebook folder, checkpoints)
+    tmp_bytes: int = 512 * MiB         # tmpfs: /tmp and /dev/shm
+    result_bytes: int = 128 * MiB      # largest executed notebook read back
+    cell_output_bytes: int = 2 * MiB   # output kept per cell; the rest is cut (by the runner)
+    cell_timeout: int = 120            # seconds per cell before it is interrupted
+    wall_seconds: float = 1800.0       # one notebook run, all cells (then the sandbox is killed)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """What came back from one notebook run."""
+
+    status: str                        # "ok" | "kernel died" | "timeout" | "no result" | ...
+    notebook: dict | None = None       # the executed notebook as the runner returned it (untrusted)
+    truncated_cells: list[int] = field(default_factory=list)
+    killed_processes: int = 0
+    seconds: float = 0.0
+    log_tail: str = ""                 # last lines of the sandbox's stderr (the kernel's own output)
+    log_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+# ---- what the sandbox sees -------------------------------------------------------------
+def _python_roots() -> list[Path]:
+    """Folders the interpreter and its packages live in (bound read-only at the same paths)."""
+    import course_lib
+
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+             Path(os.path.realpath(sys.executable)).parent.parent,
+             Path(course_lib.__file__).resolve().parent}
+    # the venv's python is often a symlink into another installation (pyenv, /usr, ...)
+    roots.add(Path(os.path.realpath(Path(sys.prefix) / "bin" / "python")).parent.parent)
+    system = (Path("/usr"), Path("/etc"))
+    keep = sorted(r for r in roots if not any(r == s or r.is_relative_to(s) for s in system))
+    # drop folders inside another bound folder
+    return [r for r in keep if not any(r != o and r.is_relative_to(o) for o in keep)]
+
+
+def _parents(path: Path) -> list[Path]:
+    return list(reversed(path.parents))[1:]  # without "/"
+
+
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if not path:
+        raise SandboxUnavailable(f"the grading sandbox needs bubblewrap (`bwrap`), which is not installed: "
+                                 f"{INSTALL_HINT}")
+    return path
+
+
+def _uid_in_use(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def _tasks_of_uid(uid: int) -> int:
+    """Processes + threads that ``uid`` runs now (what RLIMIT_NPROC counts)."""
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                st = os.stat(f"/proc/{pid}")
+                if st.st_uid == uid:
+                    n += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+    return n
+
+
+def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[str, str],
+                    uid_base: int = DEFAULT_UID_BASE) -> list[str]:
+    """The full command line: prlimit, bwrap (namespaces, mounts), [setpriv], ``inner``."""
+    as_root = os.geteuid() == 0
+    nproc = limits.processes if as_root else _tasks_of_uid(os.geteuid()) + limits.processes
+    cmd = ["prlimit", f"--as={limits.memory_bytes}", f"--nproc={nproc}", f"--fsize={limits.file_bytes}",
+           "--core=0", "--", bwrap_path(),
+           "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
+    if not as_root:
+        cmd += ["--unshare-user", "--cap-drop", "ALL"]
+    # the system, read-only
+    cmd += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        p = Path("/") / name
+        if p.is_symlink():
+            cmd += ["--symlink", os.readlink(p), str(p)]
+        elif p.is_dir():
+            cmd += ["--ro-bind", str(p), str(p)]
+    # Python, the venv and course_lib, read-only at their own paths (parents made traversable)
+    made: set[Path] = set()
+    for root in _python_roots():
+        for parent in _parents(root):
+            if parent not in made and str(parent) not in ("/usr", "/etc"):
+                cmd += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        cmd += ["--ro-bind", str(root), str(root)]
+    # scratch in memory only
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
+            "--perms", "0755", "--dir", "/home",
+            "--perms", "0777", "--size", str(limits.home_bytes), "--tmpfs", HOME,
+            "--chdir", HOME]
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    if as_root:
+        uid = uid_base + slot
+        if (owner := _uid_in_use(uid)) is not None:
+            raise SandboxUnavailable(f"sandbox user id {uid} belongs to the account {owner!r}: choose a free range "
+                                     f"with --sandbox-uid-base")
+        cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs", "--"]
+    return cmd + inner
+
+
+def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment inside the sandbox (nothing is inherited from the grader)."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env = {
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": HOME, "USER": "student", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        "TMPDIR": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{HOME}/.matplotlib",
+        "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "IPYTHONDIR": f"{HOME}/.ipython",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+        # one thread per kernel: the same floating-point results in every run, serial or parallel
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        # offline, private caches
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": "/tmp/hf", "HF_DATASETS_CACHE": "/tmp/hf/datasets",
+    }
+    env.update(grading_env())
+    env.update(extra or {})
+    return env
+
+
+# ---- running ---------------------------------------------------------------------------------
+class _CappedReader(threading.Thread):
+    """Drain a pipe; keep the first ``cap`` bytes (or, with ``tail``, the last ``cap``)."""
+
+    def __init__(self, stream, cap: int, tail: bool = False):
+        super().__init__(daemon=True)
+        self.stream, self.cap, self.tail = stream, cap, tail
+        self.total = 0
+        self.head = bytearray()
+        self.last: deque[bytes] = deque()
+        self.last_size = 0
+
+    def run(self) -> None:
+        while True:
+            chunk = self.stream.read(65536)
+            if not chunk:
+                break
+            self.total += len(chunk)
+            if self.tail:
+                self.last.append(chunk)
+                self.last_size += len(chunk)
+                while self.last_size - len(self.last[0]) >= self.cap:
+                    self.last_size -= len(self.last.popleft())
+            elif len(self.head) < self.cap:
+                self.head += chunk[: self.cap - len(self.head)]
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.last)[-self.cap:] if self.tail else bytes(self.head)
+
+
+def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool = True,
+                     env: dict[str, str] | None = None, assignment: str = "assignment",
+                     uid_base: int = DEFAULT_UID_BASE) -> RunResult:
+    """Execute ``nb`` (a notebook dict) in a fresh sandbox; never raises for what the notebook does.
+
+    ``sandbox=False`` runs the same runner as a plain subprocess of the grader,
+    with the same protocol and limits on time and output but **no isolation**.
+    """
+    workdir = f"{HOME}/course/{assignment}"
+    request = {"notebook": nb, "cwd": workdir, "limits": limits.to_json(), "reap_strays": sandbox}
+    inner = [str(Path(sys.prefix) / "bin" / "python"), "-m", "course_lib.grading.runner"]
+    run_env = sandbox_env(env)
+    tmp_home = None
+    if sandbox:
+        cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base)
+        popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        import tempfile
+        tmp_home = tempfile.mkdtemp(prefix="grading-unsandboxed-")
+        home = Path(tmp_home)
+        workdir_path = home / "course" / assignment
+        workdir_path.mkdir(parents=True)
+        request["cwd"] = str(workdir_path)
+        run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
+                       JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
+                       HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
+        cmd, popen_env = inner, run_env
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=popen_env, start_new_session=True, cwd="/")
+    except FileNotFoundError as e:
+        raise SandboxUnavailable(f"cannot start the sandbox ({e.filename} missing): {INSTALL_HINT}") from None
+    out = _CappedReader(proc.stdout, limits.result_bytes + 1)
+    err = _CappedReader(proc.stderr, 64 * 1024, tail=True)
+    out.start()
+    err.start()
+    try:
+        proc.stdin.write(json.dumps(request).encode("utf-8"))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        from .course import kill_group
+        kill_group(proc)
+    out.join(timeout=30)
+    err.join(timeout=30)
+    if tmp_home:
+        shutil.rmtree(tmp_home, ignore_errors=True)
+    res = RunResult(status="ok", seconds=time.monotonic() - t0,
+                    log_tail=err.data.decode("utf-8", "replace"), log_bytes=err.total)
+    if timed_out:
+        res.status = f"timeout (the notebook ran longer than {limits.wall_seconds:.0f} s)"
+        return res
+    if out.total > limits.result_bytes:
+        res.status = f"output too large (more than {limits.result_bytes // MiB} MiB)"
+        return res
+    try:
+        reply = json.loads(out.data.decode("utf-8"))
+        if not isinstance(reply, dict) or not isinstance(reply.get("notebook"), dict):
+            raise ValueError("no notebook in the reply")
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        code = proc.returncode
+        res.status = (f"no result (sandbox exit {code}: {str(e)[:80]})" if code
+                      else f"no result ({str(e)[:80]})")
+        if "bwrap:" in res.log_tail or "setpriv:" in res.log_tail:
+            res.status += "; the sandbox itself failed: " + res.log_tail.strip().splitlines()[-1][:200]
+        return res
+    res.notebook = reply["notebook"]
+    res.status = str(reply.get("status", "no status"))[:300]
+    res.truncated_cells = [int(i) for i in reply.get("truncated_cells", []) if isinstance(i, int)][:10000]
+    res.killed_processes = int(reply.get("killed_processes", 0)) if isinstance(reply.get("killed_processes"), int) else 0
+    return res
+
+
+def check_sandbox(limits: Limits | None = None) -> None:
+    """Start one tiny sandbox; raise :class:`SandboxUnavailable` with the reason if it cannot run."""
+    bwrap_path()
+    if not shutil.which("prlimit") or (os.geteuid() == 0 and not shutil.which("setpriv")):
+        raise SandboxUnavailable("the grading sandbox needs `prlimit` and `setpriv` (Debian package util-linux)")
+    limits = limits or Limits()
+    inner = [str(Path(sys.prefix) / "bin" / "python"), "-c", "import course_lib, nbclient; print('sandbox-ok')"]
+    cmd = sandbox_command(inner, slot=0, limits=limits, env=sandbox_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    if proc.returncode != 0 or "sandbox-ok" not in proc.stdout:
+        raise SandboxUnavailable("bubblewrap is installed but could not start a sandbox here "
+                                 f"(exit {proc.returncode}: {proc.stderr.strip()[-300:]}); on a machine without "
+                                 "user namespaces run the grader as root, or pass --no-sandbox "
+                                 "(only for trusted submissions)")

@@ -1,0 +1,135 @@
+"""Look at a submission before it runs: what to grade, and what a human should look at.
+
+:func:`stage_submission` decides which of a student's files are graded: only
+notebooks with the assignment's names that parse as notebooks; anything else
+is left out (it scores as a missing notebook) and flagged.
+
+:func:`scan_notebook` compares a submitted notebook with the released copy and
+searches the cells a student may edit for code that tampers with grading.
+Flags never change a score: nbgrader restores locked cells from the gradebook,
+and the sandbox and the evidence checks make the listed tricks useless.  They
+point a human at submissions that tried, in the ``flags`` column of
+``grades.csv``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+#: (flag, pattern) searched in the code of cells a student may edit (solution cells and added cells).
+PATTERNS: list[tuple[str, str]] = [
+    ("exception-handler-override", r"set_custom_exc|excepthook|showtraceback|_showtraceback|InteractiveTB"),
+    ("ipython-internals", r"get_ipython\s*\(|IPython\.core|\bInteractiveShell\b|\.run_cell\b|display_pub"),
+    ("kernel-messaging", r"\bsend_response\b|execute_reply|\.session\.send|\biopub|\bshell_stream|ipykernel"),
+    ("builtins-patched", r"\bbuiltins\b|__builtins__"),
+    ("library-patched", r"^\s*(torch|np|numpy|pd|pandas|math|course_lib|trl|transformers)(\.\w+)+\s*=[^=]"
+                        r"|setattr\s*\(\s*(torch|np|numpy|pd|pandas|math|course_lib|trl|transformers)\b"),
+    ("comparison-override", r"def\s+__(eq|ne|bool|float|int|index|lt|gt|le|ge|len|hash|instancecheck)__"),
+    ("process-control", r"os\._exit|os\.kill|\bsignal\.|sys\.exit|os\.abort"),
+    ("spawns-processes", r"os\.fork|multiprocessing|subprocess|os\.system|os\.exec|os\.spawn|\bpty\b"),
+    ("network", r"\bsocket\b|urllib|requests\.|http\.client|\bhttpx\b"),
+    ("introspection", r"\bctypes\b|\bcffi\b|\bmmap\b|gc\.get_objects|gc\.get_referrers|sys\.settrace|sys\.setprofile"
+                      r"|sys\._getframe|inspect\.(currentframe|stack|getouterframes)|__code__|__globals__"),
+    ("grader-files", r"solutions|gradebook|submitted|autograded|nbgrader|grades\.csv|\.\./\.\."),
+    ("evidence-forgery", r"course_lib\.evidence|vnd\.course-lib|\bevidence\b|raw\s*=\s*True|publish_display_data"),
+]
+_COMPILED = [(flag, re.compile(pat, re.M)) for flag, pat in PATTERNS]
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _meta(cell: dict) -> dict:
+    m = cell.get("metadata", {})
+    m = m.get("nbgrader", {}) if isinstance(m, dict) else {}
+    return m if isinstance(m, dict) else {}
+
+
+def read_notebook(path: Path) -> tuple[dict | None, str]:
+    """(the notebook, "") or (None, why it cannot be graded)."""
+    import nbformat
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        nb = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        return None, f"not valid JSON ({type(e).__name__})"
+    try:
+        node = nbformat.reads(text, as_version=4)
+        nbformat.validate(node)
+    except Exception as e:  # nbformat raises several kinds
+        return None, f"not a valid notebook ({type(e).__name__}: {str(e)[:120]})"
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return None, "not a notebook"
+    return nb, ""
+
+
+def scan_notebook(nb: dict, released: dict) -> list[str]:
+    """Flags for one submitted notebook against its released copy."""
+    flags: list[str] = []
+    released_by_id = {_meta(c).get("grade_id"): c for c in released.get("cells", []) if _meta(c).get("grade_id")}
+    seen: dict[str, int] = {}
+    editable_code = []
+    for cell in nb.get("cells", []):
+        if not isinstance(cell, dict):
+            continue
+        gid = _meta(cell).get("grade_id")
+        ref = released_by_id.get(gid)
+        if gid:
+            seen[gid] = seen.get(gid, 0) + 1
+        if ref is None:
+            if cell.get("cell_type") == "code":
+                editable_code.append(_source(cell))    # a cell the student added
+            continue
+        ref_meta = _meta(ref)
+        if cell.get("cell_type") != ref.get("cell_type"):
+            flags.append(f"cell-type-changed:{gid}")
+        elif {k: _meta(cell).get(k) for k in ("grade", "solution", "locked", "points", "task")} != \
+                {k: ref_meta.get(k) for k in ("grade", "solution", "locked", "points", "task")}:
+            flags.append(f"cell-metadata-edited:{gid}")
+        if ref_meta.get("locked") and _source(cell).strip() != _source(ref).strip():
+            flags.append(f"locked-cell-edited:{gid}")
+        if ref_meta.get("solution") and cell.get("cell_type") == "code":
+            editable_code.append(_source(cell))
+    for gid, ref in released_by_id.items():
+        if _meta(ref).get("grade") and gid not in seen:
+            flags.append(f"graded-cell-deleted:{gid}")
+    flags += [f"duplicate-cell:{gid}" for gid, n in seen.items() if n > 1]
+    code = "\n".join(editable_code)
+    flags += [flag for flag, rx in _COMPILED if rx.search(code)]
+    return flags
+
+
+def stage_submission(folder: Path, dest: Path, released: dict[str, dict]) -> list[str]:
+    """Copy the gradable notebooks of ``folder`` to ``dest``; return the flags.
+
+    ``released``: ``{notebook file name: released notebook}``.  A notebook that
+    is not valid JSON, or whose name is not one of the assignment's, is not
+    copied (nbgrader then scores it as missing) and is flagged.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    flags: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name == "timestamp.txt" and path.is_file() and not path.is_symlink():
+            shutil.copyfile(path, dest / path.name)
+            continue
+        if path.is_symlink() or not path.is_file():
+            flags.append(f"unexpected-file:{path.name}")
+            continue
+        if path.name not in released:
+            flags.append(f"unexpected-file:{path.name}")
+            continue
+        nb, why = read_notebook(path)
+        if nb is None:
+            flags.append(f"unreadable-notebook:{path.name} ({why})")
+            continue
+        shutil.copyfile(path, dest / path.name)
+        flags += [f"{Path(path.name).stem}:{f}" for f in scan_notebook(nb, released[path.name])]
+    for name in sorted(released):
+        if not (dest / name).exists():
+            flags.append(f"missing-notebook:{name}")
+    return flags
