@@ -9,6 +9,8 @@ PROFILE  ?= cpu
 ASSET    ?= all
 SHARED   ?= ../shared/data
 PYTEST_ARGS ?=
+# students graded at once by `make grade` (default: the number of cores)
+JOBS     ?= $(shell nproc 2>/dev/null || echo 1)
 # the venv's stamp records a hash of the files that define it
 STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 
@@ -19,7 +21,7 @@ help:
 	@echo "make test       run the test suite"
 	@echo "make lab        open JupyterLab on the student notebooks"
 	@echo "make release    regenerate notebooks/ from solutions/ (nbgrader)"
-	@echo "make grade      autograde submitted/ into grades.csv and feedback/"
+	@echo "make grade      autograde submitted/ in sandboxes into grades.csv and feedback/ (JOBS=N)"
 	@echo "make formgrader JupyterLab with nbgrader's formgrader for manual grading"
 	@echo "make assets     rebuild bundled models/data from $(SHARED) (ASSET=name|all)"
 	@echo "make bench      run the benchmarks"
@@ -51,7 +53,7 @@ release: $(STAMP)
 	$(BIN)/python -m course_lib.grading release
 
 grade: $(STAMP)
-	$(BIN)/python -m course_lib.grading autograde --submissions submitted
+	$(BIN)/python -m course_lib.grading autograde --submissions submitted --jobs $(JOBS)
 
 # nbgrader 0.9 ships the formgrader twice: a server extension (pages under /formgrader) and a
 # JupyterLab extension (menu Nbgrader > Formgrader, a tab showing those pages). pip enables both
@@ -72,6 +74,7 @@ formgrader: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
+	$(BIN)/python benchmarks/bench_grading.py --jobs $(JOBS)
 
 clean:
 	rm -rf build

@@ -32,6 +32,9 @@ os.environ.update({
 
 import pytest  # noqa: E402
 
+# graded courses (run A: honest students; run B: attacks), shared by the grading test modules
+from grading_fixtures import attack_run, graded_course  # noqa: E402,F401
+
 TESTS_DIR = Path(__file__).resolve().parent
 DATA_DIR = TESTS_DIR / "data"
 # the real GPT-2 tokenizer files (vocab.json, merges.txt) ship with the bundled policy

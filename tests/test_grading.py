@@ -7,12 +7,9 @@
   every graded cell with its grade_id and points;
 * the solution notebooks declare enough exercises, each test cell with visible
   asserts and hidden tests, and the points announced in each notebook add up;
-* (slow) a temporary copy of the course autogrades five students: ``perfect``
-  (the solution notebooks), ``untouched`` (the released copies), ``syntax`` and
-  ``loop`` (notebook 1 solved except one exercise that holds a syntax error or
-  an endless loop) and ``crash`` (notebook 1 whose kernel dies).  It takes
-  about 7-9 minutes on a busy 2-core machine, mostly ``perfect`` and
-  ``untouched``, whose notebooks 2 and 3 each run a token PPO training.
+* (slow) the round trip: a temporary copy of the course autogrades ``perfect``
+  and ``untouched`` in sandboxes (run A of tests/grading_fixtures.py).  Broken
+  and hostile submissions are in tests/test_grading_attacks.py.
 """
 from __future__ import annotations
 
@@ -38,17 +35,6 @@ NOTEBOOK_NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-
-# Per-cell limits of the round trip, from cell timings under COURSE_GRADING=1 on the busy
-# 2-core machine (load average 6-7): the longest legitimate cells are the token PPO runs,
-# 57 s (notebook 3, Pessimistic) and 48 s (notebook 2); the longest graded cell is
-# Exercise 6 (one PPO step), 24 s; notebook 1's longest cell takes 2.5 s.  So the four
-# students who run notebooks 2-3 get the course's default 120 s, and the "loop" student,
-# who submits notebook 1 only, is graded in a second run with 20 s: its endless loop then
-# costs 20 s instead of 120.
-MAIN_TIMEOUT = grading.DEFAULT_CELL_TIMEOUT
-LOOP_TIMEOUT = 20
-
 
 # ---- helpers -------------------------------------------------------------------------
 def load(path: Path) -> dict:
@@ -115,12 +101,6 @@ def points_of(nb: dict, *, autograded_only: bool = False) -> float:
     if autograded_only:
         cells = [c for c in cells if is_autograded_test(c)]
     return sum(float(meta(c)["points"]) for c in cells)
-
-
-def solved_source(solution_cell: dict) -> str:
-    """A solution cell's code without the nbgrader markers: what a perfect student writes."""
-    return "\n".join(line for line in source(solution_cell).splitlines()
-                     if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
 
 
 # ---- release ---------------------------------------------------------------------------
@@ -299,65 +279,8 @@ def test_points_announced_in_the_first_cell_add_up(name):
 
 
 # ---- grading round trip -----------------------------------------------------------------------
-def _student_nb1(broken_id: str, broken_source: str) -> dict:
-    """Notebook 1 as released, every exercise solved, except ``broken_id`` which gets ``broken_source``."""
-    solution = {meta(c).get("grade_id"): c for c in load(SOLUTIONS / NOTEBOOK_NAMES[0])["cells"]}
-    nb = load(RELEASED / NOTEBOOK_NAMES[0])
-    assert broken_id in solution, broken_id
-    for cell in nb["cells"]:
-        gid = meta(cell).get("grade_id")
-        if meta(cell).get("solution") and cell["cell_type"] == "code":
-            cell["source"] = broken_source if gid == broken_id else solved_source(solution[gid])
-    return nb
-
-
-SYNTAX_ID, LOOP_ID, CRASH_ID = "ex2-tokenize-solution", "ex3-collator-solution", "ex1-pad-solution"
-BROKEN_SUBMISSIONS = {
-    # student: (solution cell replaced, its new source, the test cell that must then fail)
-    "syntax": (SYNTAX_ID, "def tokenize(sample):\n    return {sample['review'][:8]\n", "ex2-tokenize-tests"),
-    "loop": (LOOP_ID, "def collator(data):\n    while True:\n        pass\n", "ex3-collator-tests"),
-    "crash": (CRASH_ID, "import os\nos._exit(1)\n", None),
-}
-
-
-@pytest.fixture(scope="module")
-def round_trip(tmp_path_factory):
-    """Autograde five students in a temporary copy of the course; returns what it produced."""
-    course = tmp_path_factory.mktemp("grading-course")
-    shutil.copytree(REPO / "solutions", course / "solutions")
-    shutil.copytree(REPO / "notebooks", course / "notebooks")
-    shutil.copy2(REPO / "nbgrader_config.py", course)
-    sub = course / "submitted"
-    for student, folder in (("perfect", SOLUTIONS), ("untouched", RELEASED)):
-        shutil.copytree(folder, sub / student / ASSIGNMENT)
-    for student, (cell_id, src, _) in BROKEN_SUBMISSIONS.items():
-        # notebook 1 only (the others would score 0 anyway; nbgrader zeroes missing notebooks)
-        path = sub / student / ASSIGNMENT / NOTEBOOK_NAMES[0]
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(_student_nb1(cell_id, src), indent=1), encoding="utf-8")
-
-    def autograde(*args):
-        return subprocess.run([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course),
-                               "autograde", "--submissions", "submitted", *args],
-                              capture_output=True, text=True, timeout=30 * 60)
-
-    t0 = time.time()
-    others = [a for s in sorted(p.name for p in sub.iterdir()) if s != "loop" for a in ("--student", s)]
-    first = autograde(*others, "--timeout", str(MAIN_TIMEOUT), "--no-feedback")
-    t1 = time.time()
-    proc = autograde("--student", "loop", "--timeout", str(LOOP_TIMEOUT))
-    seconds = time.time() - t0
-    print(f"\n[round trip: {seconds:.0f} s; four students {t1 - t0:.0f} s, loop + feedback + table "
-          f"{seconds - (t1 - t0):.0f} s]\n{first.stdout}\n{proc.stdout}")
-    assert first.returncode == 1, f"the crash must be reported\n{first.stdout}\n{first.stderr}"
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    grades = course / "grades.csv"
-    assert grades.is_file(), f"no grades.csv\n{proc.stdout}\n{proc.stderr}"
-    with grades.open(newline="", encoding="utf-8") as fh:
-        rows = {row["student_id"]: row for row in csv.DictReader(fh)}
-    return {"course": course, "first": first, "rows": rows, "seconds": seconds, "csv": grades.read_text()}
-
-
+# Run A of tests/grading_fixtures.py: ``perfect`` (every exercise solved) and ``untouched`` (the released
+# copies), all three notebooks, graded in sandboxes two at a time.
 def _expected_points() -> dict[str, dict[str, float]]:
     """Per notebook: autograded points of each test cell (from the solutions' metadata)."""
     return {Path(n).stem: {meta(c)["grade_id"]: float(meta(c)["points"])
@@ -366,84 +289,66 @@ def _expected_points() -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.slow
-def test_round_trip_writes_one_row_per_student(round_trip):
-    rows = round_trip["rows"]
-    assert sorted(rows) == ["crash", "loop", "perfect", "syntax", "untouched"], round_trip["csv"]
-    header = next(csv.reader(round_trip["csv"].splitlines()))
+def test_round_trip_writes_one_row_per_student(graded_course):
+    rows = graded_course["rows"]
+    assert sorted(rows) == ["perfect", "untouched"], graded_course["csv"]
+    header = next(csv.reader(graded_course["csv"].splitlines()))
     stems = [Path(n).stem for n in NOTEBOOK_NAMES]
-    assert header == ["student_id", *stems, "total_score", "max_score", "needs_manual_grade", "status"]
+    assert header == ["student_id", *stems, "total_score", "max_score", "needs_manual_grade", "flags", "status"]
     total_max = sum(points_of(load(SOLUTIONS / n)) for n in NOTEBOOK_NAMES)
     assert all(float(r["max_score"]) == total_max for r in rows.values())
-    # the crashed kernel is reported (the first run exited 1), with empty scores, not zeros
-    assert rows["crash"]["status"].startswith("failed") and rows["crash"]["total_score"] == ""
-    assert "crash" in round_trip["first"].stderr
+    # honest students raise no flag
+    assert rows["perfect"]["flags"] == "" and rows["untouched"]["flags"] == ""
 
 
 @pytest.mark.slow
-def test_round_trip_perfect_scores_every_autograded_point(round_trip):
-    row = round_trip["rows"]["perfect"]
+def test_round_trip_perfect_scores_every_autograded_point(graded_course):
+    row = graded_course["rows"]["perfect"]
     expected = _expected_points()
     for stem, cells in expected.items():
-        graded = load(round_trip["course"] / "autograded" / "perfect" / ASSIGNMENT / f"{stem}.ipynb")
+        graded = load(graded_course["course"] / "autograded" / "perfect" / ASSIGNMENT / f"{stem}.ipynb")
         failing = {meta(c)["grade_id"]: [f"{o.get('ename', o.get('name'))}: {str(o.get('evalue', o.get('text')))[:200]}"
                                          for o in c["outputs"] if o["output_type"] == "error" or o.get("name") == "stderr"]
                    for c in graded["cells"] if is_autograded_test(c)}
         failing = {k: v for k, v in failing.items() if v}
         assert float(row[stem]) == sum(cells.values()), f"{stem}: the solution fails {failing}"
-    assert float(row["total_score"]) == sum(sum(c.values()) for c in expected.values())
+    assert float(row["total_score"]) == sum(sum(c.values()) for c in expected.values()) == 28
     written = sum(1 for n in NOTEBOOK_NAMES for c in load(SOLUTIONS / n)["cells"] if is_written_answer(c))
     assert int(row["needs_manual_grade"]) == written and row["status"] == "graded"
 
 
 @pytest.mark.slow
-def test_round_trip_untouched_scores_zero(round_trip):
-    row = round_trip["rows"]["untouched"]
+def test_round_trip_untouched_scores_zero(graded_course):
+    row = graded_course["rows"]["untouched"]
     assert row["status"] == "graded"
     assert float(row["total_score"]) == 0 and all(float(row[Path(n).stem]) == 0 for n in NOTEBOOK_NAMES)
     assert int(row["needs_manual_grade"]) == 0  # unchanged written answers are zeroed automatically
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["syntax", "loop"])
-def test_round_trip_broken_exercise_costs_only_its_points(round_trip, student):
-    row = round_trip["rows"][student]
-    nb1 = _expected_points()[Path(NOTEBOOK_NAMES[0]).stem]
-    failing_test = BROKEN_SUBMISSIONS[student][2]
-    assert row["status"] == "graded"
-    assert float(row[Path(NOTEBOOK_NAMES[0]).stem]) == sum(nb1.values()) - nb1[failing_test], round_trip["csv"]
-    assert all(float(row[Path(n).stem]) == 0 for n in NOTEBOOK_NAMES[1:])  # not submitted
-
-
-@pytest.mark.slow
-def test_round_trip_endless_loop_was_interrupted(round_trip):
-    graded = load(round_trip["course"] / "autograded" / "loop" / ASSIGNMENT / NOTEBOOK_NAMES[0])
-    cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == BROKEN_SUBMISSIONS["loop"][2])
-    errors = [o.get("ename") for o in cell["outputs"] if o["output_type"] == "error"]
-    assert errors and errors[0] in ("KeyboardInterrupt", "CellTimeoutError"), errors
-
-
-@pytest.mark.slow
-def test_round_trip_restores_hidden_tests_and_runs_token_training(round_trip):
-    graded = round_trip["course"] / "autograded"
+def test_round_trip_restores_hidden_tests_and_runs_token_training(graded_course):
+    graded = graded_course["course"] / "autograded"
     for name in NOTEBOOK_NAMES:
         nb = load(graded / "untouched" / ASSIGNMENT / name)
         tests = [c for c in nb["cells"] if is_autograded_test(c)]
         assert tests and all(BEGIN_HIDDEN in source(c) for c in tests), name
+        # the untouched copy fails every test by the grader's check, not by the kernel's word alone
+        for c in tests:
+            assert c["outputs"][0]["ename"] == "GraderCheckFailed", (name, meta(c)["grade_id"])
     # COURSE_GRADING=1 reached the kernels: notebook 2's live run stopped after 2 steps
     nb2 = load(graded / "perfect" / ASSIGNMENT / NOTEBOOK_NAMES[1])
     printed = "".join("".join(o.get("text", "")) for c in nb2["cells"] for o in c.get("outputs", []))
     assert "-> step 2 " in printed, printed[-2000:]
+    # the evidence the hidden tests recorded is not left in the graded notebook
+    assert "vnd.course-lib.evidence" not in json.dumps(nb2)
 
 
 @pytest.mark.slow
-def test_round_trip_feedback_for_every_graded_notebook(round_trip):
-    course = round_trip["course"]
-    for student, row in round_trip["rows"].items():
+def test_round_trip_feedback_for_every_graded_notebook(graded_course):
+    course = graded_course["course"]
+    for student, row in graded_course["rows"].items():
         graded = sorted(p.stem for p in (course / "autograded" / student / ASSIGNMENT).glob("*.ipynb"))
         html = sorted(p.stem for p in (course / "feedback" / student / ASSIGNMENT).glob("*.html"))
-        if row["status"] != "graded":
-            assert html == [], student
-            continue
         assert graded and html == graded, (student, html, graded)
         for stem in html:  # the feedback states the notebook's score, as in grades.csv
             nb_max = points_of(load(SOLUTIONS / f"{stem}.ipynb"))
@@ -452,11 +357,26 @@ def test_round_trip_feedback_for_every_graded_notebook(round_trip):
 
 
 @pytest.mark.slow
-def test_round_trip_report_rewrites_the_table(round_trip):
+def test_round_trip_report_rewrites_the_table(graded_course):
     """``report`` (after manual grading) rebuilds grades.csv from the gradebook, without executing."""
-    course = round_trip["course"]
+    course = graded_course["course"]
     out = grading.report(course, ASSIGNMENT, output="again.csv", feedback=False)
     with out.open(newline="", encoding="utf-8") as fh:
         again = {r["student_id"]: r for r in csv.DictReader(fh)}
-    for student in ("perfect", "untouched", "syntax", "loop"):
-        assert again[student]["total_score"] == round_trip["rows"][student]["total_score"], student
+    for student in ("perfect", "untouched"):
+        assert again[student]["total_score"] == graded_course["rows"][student]["total_score"], student
+
+
+@pytest.mark.slow
+def test_round_trip_second_run_keeps_unchanged_submissions(graded_course):
+    """Without --force an unchanged submission is not graded again (and the expected results are cached)."""
+    course = graded_course["course"]
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course), "autograde",
+                           "--submissions", "submitted", "--student", "perfect", "--no-feedback", "--output",
+                           "again2.csv"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "unchanged since it was graded" in proc.stdout and "running the solutions" not in proc.stdout
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "again2.csv").read_text().splitlines())}
+    assert rows["perfect"]["total_score"] == graded_course["rows"]["perfect"]["total_score"]
+    print(f"[second run: {time.time() - t0:.0f} s]")

@@ -119,6 +119,16 @@ def nbgrader_env(extra: dict | None = None) -> dict:
     return env
 
 
+def die_with_parent(cmd: list[str]) -> list[str]:
+    """``cmd`` behind ``setpriv --pdeathsig KILL``: it is killed when the process that started it dies.
+
+    A grader killed mid-run then leaves no student process running behind it.
+    """
+    import shutil
+
+    return ["setpriv", "--pdeathsig", "KILL", "--", *cmd] if shutil.which("setpriv") else cmd
+
+
 def run_nbgrader(course: Course, args: list[str], *, log: Path | None = None, env: dict | None = None,
                  timeout: float | None = None, module: str = "nbgrader") -> tuple[int, str]:
     """Run ``python -m <module> <args>`` in the course folder; returns (exit code, its output).
@@ -127,7 +137,7 @@ def run_nbgrader(course: Course, args: list[str], *, log: Path | None = None, en
     terminated (then killed) and the exit code is ``-signal.SIGKILL``.
     """
     cmd = [sys.executable, "-m", module, *args]
-    proc = subprocess.Popen(cmd, cwd=course.root, env=nbgrader_env(env), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(die_with_parent(cmd), cwd=course.root, env=nbgrader_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)

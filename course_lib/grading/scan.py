@@ -101,6 +101,12 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
     flags += [f"duplicate-cell:{gid}" for gid, n in seen.items() if n > 1]
     code = "\n".join(editable_code)
     flags += [flag for flag, rx in _COMPILED if rx.search(code)]
+    # the exercise's function taken from course_lib (which has a version of most of them)
+    wanted = {m.group(1) for c in released.get("cells", []) if _meta(c).get("solution")
+              for m in re.finditer(r"^def\s+(\w+)", _source(c), re.M)}
+    for name in sorted(wanted):
+        if re.search(rf"from\s+course_lib[\w.]*\s+import\s+[^\n]*\b{name}\b|course_lib(\.\w+)+\.{name}\b", code):
+            flags.append(f"library-twin:{name}")
     return flags
 
 

@@ -1,0 +1,324 @@
+"""Courses graded for the tests: honest students, and students who attack the grader.
+
+Two grading runs share one temporary copy of the course (and so the cached
+evidence of the solutions):
+
+* run A (``graded_course``): ``perfect`` (every exercise solved, all three
+  notebooks) and ``untouched`` (the released copies), with the course's
+  default cell limit of 120 s;
+* run B (``attack_run``): notebook 1 only, for an honest ``victim`` and for
+  students who try to cheat, to harm others or to break the grader, graded
+  two at a time with a 30 s cell limit (notebook 1's longest legitimate cell
+  takes about 3 s).  The course folder, ``course_lib`` and every submission
+  are hashed before and after.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from course_lib import grading
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = grading.ASSIGNMENT
+SOLUTIONS = REPO / "solutions" / ASSIGNMENT
+RELEASED = REPO / "notebooks" / ASSIGNMENT
+NOTEBOOK_NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+NB1 = NOTEBOOK_NAMES[0]
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+ATTACK_TIMEOUT = 30
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def meta(cell: dict) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def solved_source(solution_cell: dict) -> str:
+    """A solution cell's code without the nbgrader markers: what a perfect student writes."""
+    return "\n".join(line for line in source(solution_cell).splitlines()
+                     if line.strip() not in (BEGIN_SOLUTION, END_SOLUTION))
+
+
+def student_notebook(name: str, solved: set[str] | str = "all", replace: dict[str, str] | None = None) -> dict:
+    """The released ``name`` with the solution cells in ``solved`` (all: written answers too) filled in and
+    ``replace``'s sources swapped in.
+
+    Keys are grade_ids of solution cells; a solution cell in neither stays as released.
+    """
+    solution = {meta(c).get("grade_id"): c for c in load(SOLUTIONS / name)["cells"]}
+    nb = load(RELEASED / name)
+    replace = replace or {}
+    for cell in nb["cells"]:
+        gid = meta(cell).get("grade_id")
+        if gid in replace:
+            cell["source"] = replace[gid]
+        elif meta(cell).get("solution") and (solved == "all" or gid in solved):
+            # code: the solution without its markers; markdown (a written answer): the model answer
+            cell["source"] = solved_source(solution[gid]) if cell["cell_type"] == "code" else source(solution[gid])
+    return nb
+
+
+def write_nb(path: Path, nb: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+
+
+def autograde(course: Path, *args: str, timeout: float = 40 * 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course),
+                           "autograde", "--submissions", "submitted", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_grades(path: Path) -> dict[str, dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {row["student_id"]: row for row in csv.DictReader(fh)}
+
+
+def tree_hash(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` (paths starting with ``skip`` left out)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if any(rel == s or rel.startswith(s + "/") for s in skip) or "__pycache__" in p.parts:
+            continue
+        if p.is_file() or p.is_symlink():
+            out[rel] = hashlib.sha256(p.read_bytes() if p.is_file() else b"link").hexdigest()
+    return out
+
+
+def new_course(tmp: Path) -> Path:
+    for folder in ("solutions", "notebooks"):
+        shutil.copytree(REPO / folder, tmp / folder)
+    shutil.copy2(REPO / "nbgrader_config.py", tmp)
+    return tmp
+
+
+#: Produced by the grader, so excluded from "nothing outside the sandbox changed".
+GRADER_OUTPUTS = ("build", "autograded", "feedback", "grades.csv")
+
+
+@pytest.fixture(scope="session")
+def graded_course(tmp_path_factory):
+    """Run A: ``perfect`` and ``untouched`` on all three notebooks; returns what it produced."""
+    course = new_course(tmp_path_factory.mktemp("grading-course"))
+    sub = course / "submitted"
+    for name in NOTEBOOK_NAMES:
+        write_nb(sub / "perfect" / ASSIGNMENT / name, student_notebook(name))
+    shutil.copytree(RELEASED, sub / "untouched" / ASSIGNMENT)
+    t0 = time.time()
+    proc = autograde(course, "--jobs", "2", "--timeout", str(grading.DEFAULT_CELL_TIMEOUT))
+    seconds = time.time() - t0
+    print(f"\n[run A: {seconds:.0f} s]\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {"course": course, "proc": proc, "rows": read_grades(course / "grades.csv"), "seconds": seconds,
+            "csv": (course / "grades.csv").read_text()}
+
+
+# ---- the attacks ---------------------------------------------------------------------------
+def attacks(course: Path, canary: Path) -> dict[str, dict]:
+    """Student -> {"nb": notebook 1 as submitted (dict, or raw text), "earned": its honest points, ...}.
+
+    Each attack goes into a solution cell, the one place a student may write.
+    ``earned`` is what the exercises it really solves are worth: the most it may score.
+    """
+    gradebook = course / "build" / "gradebook.db"
+    victim_nb = course / "submitted" / "victim" / ASSIGNMENT / NB1
+    ex = {"ex1": "ex1-pad-solution", "ex2": "ex2-tokenize-solution", "ex3": "ex3-collator-solution",
+          "ex4": "ex4-score-solution"}
+    solution = {meta(c).get("grade_id"): solved_source(c) for c in load(SOLUTIONS / NB1)["cells"]}
+    pad_ok = solution[ex["ex1"]]
+
+    def nb1(solved=(), **replace):
+        return student_notebook(NB1, {ex[k] for k in solved}, {ex[k]: v for k, v in replace.items()})
+
+    silencer = pad_ok + "\n\nget_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)\n"
+    gradebook_writer = f'''import sqlite3, os
+def pad_to_length(seq, length, pad_token_id):
+    return seq
+for path in [{str(gradebook)!r}, "../../build/gradebook.db", "/build/gradebook.db"]:
+    try:
+        con = sqlite3.connect(path)
+        con.execute("UPDATE grade SET auto_score = 100, manual_score = 100")
+        con.commit()
+        print("wrote", path)
+    except Exception as e:
+        print("no gradebook at", path, type(e).__name__)
+found = [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswith(".db")]
+print("databases visible:", found)
+'''
+    solution_reader = f'''import glob, os
+def pad_to_length(seq, length, pad_token_id):
+    return seq
+for pattern in [{str(course / "solutions" / ASSIGNMENT / "*.ipynb")!r}, {str(REPO / "solutions" / ASSIGNMENT / "*.ipynb")!r},
+                "/**/solutions/**/*.ipynb"]:
+    for path in glob.glob(pattern, recursive=True):
+        print(open(path).read())
+print("notebooks visible:", [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswith(".ipynb")])
+'''
+    saboteur = f'''import json, os
+def pad_to_length(seq, length, pad_token_id):
+    return seq
+blank = {{"cells": [], "metadata": {{}}, "nbformat": 4, "nbformat_minor": 5}}
+for path, text in [({str(victim_nb)!r}, json.dumps(blank)),
+                   ({str(REPO / "course_lib" / "padding.py")!r}, "def pad_to_length(*a): return 'pwned'"),
+                   ({str(REPO / "course_lib" / "pwned.py")!r}, "x = 1"),
+                   ({str(course / "nbgrader_config.py")!r}, "c = get_config()"),
+                   ({str(canary)!r}, "escaped")]:
+    try:
+        with open(path, "w") as fh:
+            fh.write(text)
+        print("wrote", path)
+    except Exception as e:
+        print("cannot write", path, type(e).__name__)
+'''
+    patcher = '''import torch, builtins, numpy
+import course_lib.padding, course_lib.reward
+def pad_to_length(seq, length, pad_token_id):
+    return seq
+course_lib.padding.pad_to_length = pad_to_length
+torch.equal = lambda *args, **kwargs: True
+torch.allclose = lambda *args, **kwargs: True
+numpy.allclose = lambda *args, **kwargs: True
+builtins.isinstance = lambda obj, cls: True
+import course_lib.evidence
+course_lib.evidence.record = lambda *args, **kwargs: None
+'''
+    always_equal = '''class Anything:
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __bool__(self): return True
+    def __getattr__(self, name): return Anything()
+    def __call__(self, *args, **kwargs): return Anything()
+    def __getitem__(self, key): return Anything()
+    def __iter__(self): return iter([])
+    def __len__(self): return 5
+    def __le__(self, other): return True
+    def __ge__(self, other): return True
+    def __lt__(self, other): return True
+    def __gt__(self, other): return True
+    def __float__(self): return 0.0
+    def tolist(self): return Anything()
+def pad_to_length(seq, length, pad_token_id):
+    return Anything()
+'''
+    reply_forger = '''ip = get_ipython()
+_run_cell = ip.run_cell
+def run_cell(*args, **kwargs):
+    result = _run_cell(*args, **kwargs)
+    result.error_in_exec = None
+    result.error_before_exec = None
+    return result
+ip.run_cell = run_cell
+ip.showtraceback = lambda *args, **kwargs: None
+_send = ip.kernel.session.send
+def send(stream, msg_or_type, content=None, *args, **kwargs):
+    if isinstance(content, dict) and content.get("status") == "error":
+        content = {"status": "ok", "execution_count": content.get("execution_count", 0), "user_expressions": {}, "payload": []}
+    if msg_or_type == "error":
+        return None
+    return _send(stream, msg_or_type, content, *args, **kwargs)
+ip.kernel.session.send = send
+def pad_to_length(seq, length, pad_token_id):
+    return seq
+'''
+    memory_bomb = pad_ok + '''
+import torch
+huge = torch.empty(50 * 10**9, dtype=torch.uint8)   # 50 GB
+more = bytearray(50 * 10**9)
+'''
+    fork_bomb = '''import os
+def collator(data):
+    return data
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+'''
+    print_bomb = pad_ok + '\nprint("\\n".join(map(str, range(10_000_000))))\n'
+
+    # a student who edits and deletes locked cells (nothing solved)
+    cell_editor = nb1()
+    cells = []
+    for cell in cell_editor["cells"]:
+        gid = meta(cell).get("grade_id")
+        if gid == "ex1-pad-tests":
+            continue                                   # deleted
+        if gid == "ex2-tokenize-tests":
+            cell["source"] = "print('all good')\n"     # emptied
+        if gid == "ex3-collator-tests":
+            cell["metadata"]["nbgrader"].update(points=100, grade=False, locked=False)
+        cells.append(cell)
+    forged = json.loads(json.dumps(next(c for c in cells if meta(c).get("grade_id") == "ex4-score-tests")))
+    forged["source"] = "print('forged copy of the test cell')\n"
+    forged["id"] = "forged-cell"
+    cell_editor["cells"] = [forged, *cells]
+
+    return {
+        "victim": {"nb": nb1(solved=ex), "earned": 10},
+        "silencer": {"nb": nb1(ex1=silencer), "earned": 2},
+        "gradebook_writer": {"nb": nb1(ex1=gradebook_writer), "earned": 0},
+        "solution_reader": {"nb": nb1(ex1=solution_reader), "earned": 0},
+        "saboteur": {"nb": nb1(ex1=saboteur), "earned": 0},
+        "patcher": {"nb": nb1(ex1=patcher), "earned": 0},
+        "always_equal": {"nb": nb1(ex1=always_equal, ex2="def tokenize(sample):\n    return Anything()\n",
+                                   ex3="def collator(data):\n    return Anything()\n",
+                                   ex4="def score_for_label(output, label):\n    return Anything()\n"), "earned": 0},
+        "reply_forger": {"nb": nb1(ex1=reply_forger), "earned": 0},
+        "cell_editor": {"nb": cell_editor, "earned": 0},
+        "memory_bomb": {"nb": nb1(ex1=memory_bomb), "earned": 2},
+        "fork_bomb": {"nb": nb1(solved=("ex1", "ex2"), ex3=fork_bomb), "earned": 5},
+        "print_bomb": {"nb": nb1(ex1=print_bomb), "earned": 2},
+        "invalid_json": {"nb": json.dumps(nb1(solved=ex))[: -200], "earned": 0},
+        "renamed": {"nb": nb1(solved=ex), "name": "1_reward_and_data-Copy1.ipynb", "earned": 0},
+        # careless, not malicious
+        "syntax": {"nb": nb1(solved=("ex1", "ex3", "ex4"), ex2="def tokenize(sample):\n    return {sample['review'][:8]\n"),
+                   "earned": 7},
+        "loop": {"nb": nb1(solved=("ex1", "ex2", "ex4"), ex3="def collator(data):\n    while True:\n        pass\n"),
+                 "earned": 8},
+        "crash": {"nb": nb1(solved=ex, ex1="import os\nos._exit(1)\n"), "earned": 8},
+    }
+
+
+@pytest.fixture(scope="session")
+def attack_run(graded_course, tmp_path_factory):
+    """Run B: the attackers, an honest victim and careless students (notebook 1 only), two at a time."""
+    course = graded_course["course"]
+    canary = Path("/tmp") / f"course-grading-canary-{uuid.uuid4().hex}"
+    students = attacks(course, canary)
+    sub = course / "submitted"
+    for sid, spec in students.items():
+        path = sub / sid / ASSIGNMENT / spec.get("name", NB1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nb = spec["nb"]
+        path.write_text(nb if isinstance(nb, str) else json.dumps(nb, indent=1), encoding="utf-8")
+    before_course = tree_hash(course, GRADER_OUTPUTS)
+    before_lib = tree_hash(REPO / "course_lib")
+    before_rows = read_grades(course / "grades.csv")
+    args = [a for sid in students for a in ("--student", sid)]
+    t0 = time.time()
+    proc = autograde(course, *args, "--jobs", "2", "--timeout", str(ATTACK_TIMEOUT))
+    seconds = time.time() - t0
+    print(f"\n[run B: {seconds:.0f} s]\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+    return {"course": course, "proc": proc, "students": students, "seconds": seconds,
+            "rows": read_grades(course / "grades.csv"), "before_rows": before_rows,
+            "before_course": before_course, "after_course": tree_hash(course, GRADER_OUTPUTS),
+            "before_lib": before_lib, "after_lib": tree_hash(REPO / "course_lib"), "canary": canary}

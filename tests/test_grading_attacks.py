@@ -1,0 +1,221 @@
+"""Hostile and broken submissions, graded for real (run B of tests/grading_fixtures.py).
+
+Every attacker writes its attack into a solution cell of notebook 1, the one
+place a student may write, and is graded in the same run as an honest
+``victim``, two students at a time.  For each, the test asserts the outcome:
+no points it did not earn, nobody else's grade changed, no file outside its
+sandbox changed (the course folder, ``course_lib`` and every submission are
+hashed before and after), a flag for a human where the trick is visible, and
+a batch that completes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grading_fixtures import (ASSIGNMENT, GRADER_OUTPUTS, NB1, NOTEBOOK_NAMES, SOLUTIONS, autograde, load, meta,
+                              new_course, read_grades, solved_source, tree_hash)
+
+pytestmark = pytest.mark.slow
+
+NB1_STEM = Path(NB1).stem
+#: Flags a human reviewer must see for each attacker (a subset of what the row lists).
+EXPECTED_FLAGS = {
+    "silencer": [f"{NB1_STEM}:exception-handler-override", f"{NB1_STEM}:check-failed-silently:ex2-tokenize-tests"],
+    "gradebook_writer": [f"{NB1_STEM}:grader-files"],
+    "solution_reader": [f"{NB1_STEM}:grader-files"],
+    "saboteur": [f"{NB1_STEM}:grader-files"],
+    "patcher": [f"{NB1_STEM}:library-patched", f"{NB1_STEM}:builtins-patched", f"{NB1_STEM}:evidence-forgery"],
+    "always_equal": [f"{NB1_STEM}:comparison-override"],
+    "reply_forger": [f"{NB1_STEM}:ipython-internals", f"{NB1_STEM}:kernel-messaging"],
+    "cell_editor": [f"{NB1_STEM}:graded-cell-deleted:ex1-pad-tests", f"{NB1_STEM}:locked-cell-edited:ex2-tokenize-tests",
+                    f"{NB1_STEM}:cell-metadata-edited:ex3-collator-tests"],
+    "fork_bomb": [f"{NB1_STEM}:spawns-processes"],
+    "print_bomb": [f"{NB1_STEM}:output-bomb"],
+    "invalid_json": [f"unreadable-notebook:{NB1}"],
+    "renamed": ["unexpected-file:1_reward_and_data-Copy1.ipynb", f"missing-notebook:{NB1}"],
+}
+
+
+def _flags(row: dict) -> list[str]:
+    return [f.strip() for f in row["flags"].split(";") if f.strip()]
+
+
+def test_the_batch_completes_with_a_row_for_everyone(attack_run):
+    proc, rows = attack_run["proc"], attack_run["rows"]
+    assert proc.returncode == 1, "the crashed kernel must be reported\n" + proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "crash" in proc.stderr
+    assert set(attack_run["students"]) | {"perfect", "untouched"} == set(rows), sorted(rows)
+
+
+@pytest.mark.parametrize("student", ["victim", "silencer", "gradebook_writer", "solution_reader", "saboteur",
+                                     "patcher", "always_equal", "reply_forger", "cell_editor", "memory_bomb",
+                                     "print_bomb", "invalid_json", "renamed", "syntax", "loop"])
+def test_each_submission_scores_exactly_what_it_earned(attack_run, student):
+    row = attack_run["rows"][student]
+    earned = attack_run["students"][student]["earned"]
+    assert row["status"] == "graded", row
+    assert float(row[NB1_STEM]) == earned, (student, row)
+    assert float(row["total_score"]) == earned, (student, row)
+    assert all(float(row[Path(n).stem]) == 0 for n in NOTEBOOK_NAMES[1:])   # not submitted
+
+
+def test_fork_bomb_earns_nothing_more_and_harms_no_one(attack_run):
+    row = attack_run["rows"]["fork_bomb"]
+    earned = attack_run["students"]["fork_bomb"]["earned"]
+    # the bomb may take its own kernel down with it (then the row is a failure for a human to look at)
+    if row["status"] == "graded":
+        assert float(row["total_score"]) <= earned, row
+    else:
+        assert row["status"].startswith("failed") and row["total_score"] == "", row
+
+
+def test_crashing_kernel_fails_that_student_only(attack_run):
+    row = attack_run["rows"]["crash"]
+    assert row["status"].startswith("failed") and row["total_score"] == "", row
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED_FLAGS))
+def test_attempts_are_flagged_for_a_human(attack_run, student):
+    flags = _flags(attack_run["rows"][student])
+    missing = [f for f in EXPECTED_FLAGS[student] if f not in flags]
+    assert not missing, (student, missing, flags)
+
+
+def test_honest_students_raise_no_flag_and_keep_their_marks(attack_run):
+    rows = attack_run["rows"]
+    victim_flags = [f for f in _flags(rows["victim"]) if not f.startswith("missing-notebook:")]
+    assert victim_flags == [] and float(rows["victim"]["total_score"]) == 10
+    for sid in ("perfect", "untouched"):     # graded in run A, unchanged by everything in run B
+        assert rows[sid] == attack_run["before_rows"][sid], sid
+
+
+def test_nothing_outside_the_sandboxes_changed(attack_run):
+    before, after = attack_run["before_course"], attack_run["after_course"]
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert changed == [], changed             # solutions, submissions (the victim's too), config
+    lib_before, lib_after = attack_run["before_lib"], attack_run["after_lib"]
+    assert lib_before == lib_after, sorted(set(lib_before) ^ set(lib_after))
+    assert not attack_run["canary"].exists(), "a sandbox wrote to the host's /tmp"
+
+
+def test_what_the_attackers_saw(attack_run):
+    """The graded notebooks show the attempts failing: no gradebook, no solutions, read-only course_lib."""
+    graded = attack_run["course"] / "autograded"
+
+    def printed(student: str) -> str:
+        nb = load(graded / student / ASSIGNMENT / NB1)
+        return "".join(o.get("text", "") + str(o.get("evalue", "")) for c in nb["cells"] for o in c.get("outputs", []))
+
+    out = printed("gradebook_writer")
+    assert "wrote" not in out and "no gradebook at" in out and "databases visible: []" in out, out[-2000:]
+    out = printed("saboteur")
+    assert "cannot write" in out and "\nwrote" not in out and not out.startswith("wrote"), out[-2000:]
+    out = printed("solution_reader")
+    assert "notebooks visible: []" in out, out[-2000:]
+
+
+def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run):
+    course = attack_run["course"]
+    secrets = []
+    for name in NOTEBOOK_NAMES:
+        for cell in load(SOLUTIONS / name)["cells"]:
+            if meta(cell).get("solution") and cell["cell_type"] == "code":
+                body = [ln.strip() for ln in solved_source(cell).splitlines()]
+                secrets += [ln for ln in body if ln.startswith("return ") and len(ln) > 25]
+    assert len(secrets) >= 4, secrets
+    texts = [(course / "autograded" / "solution_reader" / ASSIGNMENT / NB1).read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in (course / "feedback" / "solution_reader").rglob("*.html")]
+    assert len(texts) == 2
+    for text in texts:
+        leaked = [s for s in secrets if s in text or json.dumps(s)[1:-1] in text]
+        assert not leaked, leaked
+
+
+def test_output_bomb_is_cut(attack_run):
+    path = attack_run["course"] / "autograded" / "print_bomb" / ASSIGNMENT / NB1
+    assert path.stat().st_size < 2_000_000, path.stat().st_size
+
+
+def test_endless_loop_was_interrupted(attack_run):
+    graded = load(attack_run["course"] / "autograded" / "loop" / ASSIGNMENT / NB1)
+    cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == "ex3-collator-tests")
+    errors = [o.get("ename") for o in cell["outputs"] if o["output_type"] == "error"]
+    assert "GraderCheckFailed" in errors, errors
+    timeouts = [o.get("ename") for c in graded["cells"] for o in c["outputs"] if o["output_type"] == "error"]
+    assert any(e in ("KeyboardInterrupt", "CellTimeoutError") for e in timeouts), timeouts
+
+
+# ---- parallel equals serial; a crash of the grader changes nothing ------------------------------------
+@pytest.fixture(scope="module")
+def six_students(graded_course, tmp_path_factory):
+    """A second course with six notebook-1 submissions, sharing run A's cached expected results."""
+    from grading_fixtures import attacks, student_notebook
+
+    course = new_course(tmp_path_factory.mktemp("parallel-course"))
+    cache = graded_course["course"] / "build" / "grading-cache"
+    (course / "build").mkdir()
+    import shutil
+    shutil.copytree(cache, course / "build" / "grading-cache")
+    specs = attacks(course, Path("/tmp/unused-canary"))
+    chosen = {"victim": specs["victim"]["nb"], "silencer": specs["silencer"]["nb"],
+              "patcher": specs["patcher"]["nb"], "syntax": specs["syntax"]["nb"],
+              "invalid_json": specs["invalid_json"]["nb"],
+              "half": student_notebook(NB1, {"ex2-tokenize-solution", "ex4-score-solution"})}
+    for sid, nb in chosen.items():
+        path = course / "submitted" / sid / ASSIGNMENT / NB1
+        path.parent.mkdir(parents=True)
+        path.write_text(nb if isinstance(nb, str) else json.dumps(nb), encoding="utf-8")
+    return course
+
+
+def test_parallel_grading_equals_serial_grading(six_students):
+    course = six_students
+    t0 = time.time()
+    serial = autograde(course, "--jobs", "1", "--timeout", "60", "--no-feedback", "--output", "serial.csv")
+    t1 = time.time()
+    parallel = autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback", "--force",
+                         "--output", "parallel.csv")
+    t2 = time.time()
+    print(f"[6 students: serial {t1 - t0:.0f} s, 2 jobs {t2 - t1:.0f} s]")
+    for proc in (serial, parallel):
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a, b = (course / "serial.csv").read_bytes(), (course / "parallel.csv").read_bytes()
+    assert a == b, (a.decode(), b.decode())
+    rows = read_grades(course / "parallel.csv")
+    assert len(rows) == 6 and float(rows["victim"]["total_score"]) == 10 and float(rows["half"]["total_score"]) == 6
+
+
+def test_a_grader_killed_mid_run_leaves_gradebook_and_table_as_they_were(six_students):
+    course = six_students
+    if not (course / "grades.csv").exists():
+        assert autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback").returncode == 0
+    gradebook, table = course / "build" / "gradebook.db", course / "grades.csv"
+    before = (gradebook.read_bytes(), table.read_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course), "autograde",
+                             "--submissions", "submitted", "--jobs", "2", "--force", "--no-feedback"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = ""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "autograding" in line:          # students are being graded: kill the grader now
+            time.sleep(3)
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert "autograding" in seen, seen
+    assert (gradebook.read_bytes(), table.read_bytes()) == before
+    # the next run cleans up after the killed one and completes (two students regraded; the table is whole)
+    again = autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback", "--force", "--output", "again.csv",
+                      "--student", "victim", "--student", "half")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert read_grades(course / "again.csv") == read_grades(table)
