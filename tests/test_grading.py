@@ -26,30 +26,14 @@ import pytest
 
 from course_lib import grading
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = grading.ASSIGNMENT
-SOLUTIONS = REPO / "solutions" / ASSIGNMENT
-RELEASED = REPO / "notebooks" / ASSIGNMENT
-NOTEBOOK_NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+from grading_fixtures import (ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, NOTEBOOK_NAMES, RELEASED, REPO,  # noqa: E402
+                              SOLUTIONS, load, meta, source)
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
+
 # ---- helpers -------------------------------------------------------------------------
-def load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def meta(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def is_autograded_test(cell: dict) -> bool:
     m = meta(cell)
     return cell["cell_type"] == "code" and m.get("grade") and not m.get("solution")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from grading_fixtures import (ASSIGNMENT, GRADER_OUTPUTS, NB1, NOTEBOOK_NAMES, SOLUTIONS, autograde, load, meta,
-                              new_course, read_grades, solved_source, tree_hash)
+from grading_fixtures import (ASSIGNMENT, NB1, NOTEBOOK_NAMES, SOLUTIONS, autograde, load, meta, new_course,
+                              read_grades, solved_source)
 
 pytestmark = pytest.mark.slow
 

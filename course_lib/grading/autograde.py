@@ -40,7 +40,7 @@ from . import gradebook, scan, verify
 from .course import ASSIGNMENT, Course, GradingError, default_course_dir, run_nbgrader, tail, write_atomic
 from .release import sync_gradebook
 from .report import flags_of, generate_feedback, load_state, output_path, print_table, write_csv
-from .sandbox import DEFAULT_UID_BASE, QUIET_ENV, Limits, check_sandbox, execute_notebook, grading_env  # noqa: F401
+from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
 DEFAULT_STUDENT_TIMEOUT = 3600    # seconds for one student's whole autograde (last resort)
@@ -342,6 +342,7 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
                 and any((course.autograded / sid / assignment).glob("*.ipynb"))):
             res = StudentResult(sid, skipped=True, fingerprint=fp, flags=list(prev.get("flags", [])))
             res.notes.append("unchanged since it was graded: kept (--force regrades)")
+            print(f"      {sid}: {res.notes[-1]}", flush=True)
             results[sid] = res
             continue
         todo.append((sid, fp))
