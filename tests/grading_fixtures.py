@@ -197,7 +197,7 @@ course_lib.padding.pad_to_length = pad_to_length
 torch.equal = lambda *args, **kwargs: True
 torch.allclose = lambda *args, **kwargs: True
 numpy.allclose = lambda *args, **kwargs: True
-builtins.isinstance = lambda obj, cls: True
+builtins.abs = lambda x: 0          # every `abs(a - b) < tol` in a test now holds
 import course_lib.evidence
 course_lib.evidence.record = lambda *args, **kwargs: None
 '''
@@ -315,7 +315,7 @@ def attack_run(graded_course, tmp_path_factory):
     before_rows = read_grades(course / "grades.csv")
     args = [a for sid in students for a in ("--student", sid)]
     t0 = time.time()
-    proc = autograde(course, *args, "--jobs", "2", "--timeout", str(ATTACK_TIMEOUT))
+    proc = autograde(course, *args, "--jobs", "2", "--timeout", str(ATTACK_TIMEOUT), "--student-timeout", "900")
     seconds = time.time() - t0
     print(f"\n[run B: {seconds:.0f} s]\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
     return {"course": course, "proc": proc, "students": students, "seconds": seconds,

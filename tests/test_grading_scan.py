@@ -74,3 +74,19 @@ def test_staging_keeps_only_readable_notebooks_with_the_assignment_names(tmp_pat
     assert sorted(p.name for p in dest.iterdir()) == ["1_a.ipynb", "timestamp.txt"]
     assert flags == ["unexpected-file:1_a-Copy1.ipynb", "unreadable-notebook:2_b.ipynb (not valid JSON (JSONDecodeError))",
                      "unexpected-file:notes.txt", "missing-notebook:2_b.ipynb", "missing-notebook:3_c.ipynb"]
+
+
+def test_restore_structure_puts_back_metadata_types_and_deleted_graded_cells():
+    released = _released()
+    nb = _released()
+    nb["cells"][1]["metadata"]["nbgrader"].update(grade=False, points=100)
+    nb["cells"][1]["cell_type"] = "markdown"
+    restored = scan.restore_structure(nb, released)
+    assert restored["cells"][1]["metadata"]["nbgrader"] == released["cells"][1]["metadata"]["nbgrader"]
+    assert restored["cells"][1]["cell_type"] == "code" and restored["cells"][1]["outputs"] == []
+    gone = _released()
+    del gone["cells"][1]
+    gone["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "my notes"})
+    restored = scan.restore_structure(gone, released)
+    assert [c.get("id") for c in restored["cells"]] == ["a", "b", None]     # back after the cell before it
+    assert restored["cells"][2]["source"] == "my notes"

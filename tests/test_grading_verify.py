@@ -109,3 +109,10 @@ def test_expected_from_a_solution_run_requires_clean_evidence():
                        "fails its own test cell")):
         with pytest.raises(verify.EvidenceError, match=why):
             verify.expected_from(_nb(outs))
+
+
+def test_a_test_cell_without_expected_results_fails_closed():
+    nb = _nb([{"output_type": "stream", "name": "stdout", "text": "all fine, trust me"}])
+    verdict = verify.check_test_cells(nb, {})
+    assert not verdict.cells[0].passed and "no expected result" in verdict.cells[0].reason
+    assert nb["cells"][1]["outputs"][0]["ename"] == "GraderCheckFailed"

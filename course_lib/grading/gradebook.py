@@ -33,9 +33,15 @@ def working_copy(course: Course, dest: Path) -> Path:
 
 def merge_submission(src: Path, dst: Path, assignment: str, student: str, course_id: str) -> None:
     """Copy what ``nbgrader autograde`` wrote for ``student`` in ``src`` into ``dst``."""
-    from nbgrader.api import Gradebook, MissingEntry
+    import warnings
 
-    with Gradebook(sqlite_url(src), course_id) as a, Gradebook(sqlite_url(dst), course_id) as b:
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SAWarning
+
+    with Gradebook(sqlite_url(src), course_id) as a, Gradebook(sqlite_url(dst), course_id) as b, \
+            warnings.catch_warnings():
+        # nbgrader's add_submission autoflushes half-built rows (a harmless SQLAlchemy warning)
+        warnings.simplefilter("ignore", SAWarning)
         s = a.find_submission(assignment, student)
         b.update_or_create_student(student)
         try:

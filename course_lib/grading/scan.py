@@ -2,7 +2,8 @@
 
 :func:`stage_submission` decides which of a student's files are graded: only
 notebooks with the assignment's names that parse as notebooks; anything else
-is left out (it scores as a missing notebook) and flagged.
+is left out (it scores as a missing notebook) and flagged.  The staged copy
+gets the released cell structure back (:func:`restore_structure`).
 
 :func:`scan_notebook` compares a submitted notebook with the released copy and
 searches the cells a student may edit for code that tampers with grading.
@@ -14,6 +15,7 @@ point a human at submissions that tried, in the ``flags`` column of
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -110,6 +112,60 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
     return flags
 
 
+def restore_structure(nb: dict, released: dict) -> dict:
+    """``nb`` with the released copy's cell types and nbgrader metadata, and its deleted graded cells back.
+
+    nbgrader restores the *sources* of locked cells from the gradebook, but a
+    test cell whose metadata a student edited (``grade: false``, other points)
+    makes it stop with an error, and a deleted test cell is simply not scored.
+    So before nbgrader sees a notebook, every cell with a released grade_id
+    gets the released type and metadata, and every released graded or
+    solution cell that is missing is put back after the cell that preceded it;
+    of cells sharing a grade_id only the last keeps it, as in nbgrader.
+    (The scan of the notebook as submitted has flagged all of it already.)
+    """
+    ref_cells = [c for c in released.get("cells", []) if _meta(c).get("grade_id")]
+    by_id = {_meta(c)["grade_id"]: c for c in ref_cells}
+    given = [c for c in nb.get("cells", []) if isinstance(c, dict)]
+    last = {_meta(c).get("grade_id"): i for i, c in enumerate(given)}
+    cells = []
+    for i, cell in enumerate(given):
+        gid = _meta(cell).get("grade_id")
+        if gid and last.get(gid) != i:
+            # a duplicate: as nbgrader does, the last copy counts; this one becomes a plain cell
+            cell = {**cell, "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k != "nbgrader"}}
+            cells.append(cell)
+            continue
+        ref = by_id.get(gid)
+        if ref is not None:
+            cell = dict(cell)
+            cell["metadata"] = {**(cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}),
+                                "nbgrader": json.loads(json.dumps(ref["metadata"]["nbgrader"]))}
+            cell["cell_type"] = ref["cell_type"]
+            if ref["cell_type"] == "code":
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
+            else:
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
+        cells.append(cell)
+    present = {_meta(c).get("grade_id") for c in cells}
+    for i, ref in enumerate(ref_cells):
+        m = _meta(ref)
+        gid = m["grade_id"]
+        if gid in present or not (m.get("grade") or m.get("solution")):
+            continue
+        at = 0
+        for prev in reversed(ref_cells[:i]):
+            pos = [k for k, c in enumerate(cells) if _meta(c).get("grade_id") == _meta(prev)["grade_id"]]
+            if pos:
+                at = pos[0] + 1
+                break
+        cells.insert(at, json.loads(json.dumps(ref)))
+        present.add(gid)
+    return {**nb, "cells": cells}
+
+
 def stage_submission(folder: Path, dest: Path, released: dict[str, dict]) -> list[str]:
     """Copy the gradable notebooks of ``folder`` to ``dest``; return the flags.
 
@@ -133,8 +189,11 @@ def stage_submission(folder: Path, dest: Path, released: dict[str, dict]) -> lis
         if nb is None:
             flags.append(f"unreadable-notebook:{path.name} ({why})")
             continue
-        shutil.copyfile(path, dest / path.name)
         flags += [f"{Path(path.name).stem}:{f}" for f in scan_notebook(nb, released[path.name])]
+        staged = dest / path.name
+        staged.write_text(json.dumps(restore_structure(nb, released[path.name]), indent=1), encoding="utf-8")
+        st = path.stat()
+        os.utime(staged, (st.st_atime, st.st_mtime))   # nbgrader's timestamp comes from it
     for name in sorted(released):
         if not (dest / name).exists():
             flags.append(f"missing-notebook:{name}")
