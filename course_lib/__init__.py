@@ -15,7 +15,8 @@ imports what it needs.  Modules, one job each:
 ``evaluate`` comparing models on held-out prompts
 ``plots``    training curves and reward histograms
 ``widgets``  "try the models yourself" prompt box
-``grading``  nbgrader release and autograding (``make release``, ``make grade``)
+``evidence`` what hidden tests record for the autograder (plain data, checked outside the kernel)
+``grading``  nbgrader release and sandboxed autograding (``make release``, ``make grade``)
 ``run_lab``  ``make run``: execute the notebooks with papermill
 """
 __version__ = "0.1.0"

@@ -57,6 +57,8 @@ class SandboxedExecute(NbGraderPreprocessor):
             finding["checks"][gid] = "failed: test cell missing"
         if run.truncated_cells:
             finding["flags"].append("output-bomb")
+        if run.timed_out_cells:
+            finding["flags"].append("cell-timeout")
         if run.killed_processes:
             finding["flags"].append("stray-processes")
         if not run.ok:

@@ -11,8 +11,8 @@ the cells' outputs from it, and decides scores from evidence checked outside
 (:mod:`course_lib.grading.verify`).  What this runner adds is robustness for
 honest and careless notebooks: each cell's output is cut after a limit (a
 10-million-line print does not become a 100 MB notebook), a cell that runs too
-long is interrupted, and processes left behind by a cell (a fork bomb) are
-killed before the next cell starts.
+long is interrupted (and says so), and processes the kernel starts (a fork
+bomb) are killed within a fraction of a second.
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def _make_client_class():
             super().__init__(*args, **kwargs)
             self._spent: dict[int, int] = {}
             self.truncated: set[int] = set()
+            self.timed_out: set[int] = set()
+            self._cell_index = -1
             self.killed = 0
 
         def output(self, outs, msg, display_id, cell_index):
@@ -53,11 +55,39 @@ def _make_client_class():
             return super().output(outs, msg, display_id, cell_index)
 
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            self._cell_index = cell_index
             try:
                 return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             finally:
+                if cell_index in self.timed_out and not any(o.get("output_type") == "error" for o in cell.outputs):
+                    # nbclient stops reading the cell's output at the timeout: say so in the cell itself
+                    from nbformat.v4 import new_output
+                    cell.outputs.append(new_output("error", **self.error_on_timeout))
                 if self.reap_strays:
                     self.killed += _kill_strays(self._kernel_pid())
+
+        async def _async_handle_timeout(self, timeout, cell=None):
+            self.timed_out.add(self._cell_index)
+            return await super()._async_handle_timeout(timeout, cell)
+
+        def start_watchdog(self) -> None:
+            """Kill processes the kernel starts as they appear (every 0.2 s), not only between cells.
+
+            A fork bomb would otherwise keep the sandbox's whole process allowance
+            spinning until its cell times out, slowing every other student
+            graded at the same time.  Notebooks of this course start no processes.
+            """
+            import threading
+            import time
+
+            def loop():
+                while True:
+                    pid = self._kernel_pid()
+                    if pid is not None:
+                        self.killed += _kill_strays(pid)
+                    time.sleep(0.2)
+
+            threading.Thread(target=loop, daemon=True).start()
 
         def _kernel_pid(self) -> int | None:
             try:
@@ -110,6 +140,8 @@ def main() -> int:
     )
     client.cell_output_bytes = int(limits.get("cell_output_bytes", 2 << 20))
     client.reap_strays = bool(request.get("reap_strays"))
+    if client.reap_strays:
+        client.start_watchdog()
     status = "ok"
     try:
         client.execute()
@@ -118,7 +150,7 @@ def main() -> int:
     except Exception as e:  # the kernel could not start, stopped answering, ...
         status = f"execution stopped: {type(e).__name__}: {str(e)[:200]}"
     reply = {"status": status, "notebook": nb, "truncated_cells": sorted(client.truncated),
-             "killed_processes": client.killed}
+             "timed_out_cells": sorted(client.timed_out), "killed_processes": client.killed}
     with os.fdopen(reply_fd, "w", encoding="utf-8") as fh:
         json.dump(reply, fh)
     return 0

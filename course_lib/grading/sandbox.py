@@ -24,7 +24,8 @@ What the sandbox (bubblewrap, Debian package ``bubblewrap``) gives the code insi
   with the instructor's uid, without capabilities;
 * resource limits (``prlimit``): address space (a 50 GB allocation fails
   with ``MemoryError``), number of processes/threads of that user id (a fork
-  bomb stops there), size of any file it writes; and, enforced by the grader
+  bomb stops there, and the runner kills any process the kernel starts),
+  size of any file it writes; and, enforced by the grader
   outside, a wall-clock limit and a cap on the bytes read back.
 
 The protocol is the module :mod:`.runner`'s: JSON request in, JSON result out.
@@ -101,6 +102,7 @@ class RunResult:
     status: str                        # "ok" | "kernel died" | "timeout" | "no result" | ...
     notebook: dict | None = None       # the executed notebook as the runner returned it (untrusted)
     truncated_cells: list[int] = field(default_factory=list)
+    timed_out_cells: list[int] = field(default_factory=list)
     killed_processes: int = 0
     seconds: float = 0.0
     log_tail: str = ""                 # last lines of the sandbox's stderr (the kernel's own output)
@@ -333,6 +335,7 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     res.notebook = reply["notebook"]
     res.status = str(reply.get("status", "no status"))[:300]
     res.truncated_cells = [int(i) for i in reply.get("truncated_cells", []) if isinstance(i, int)][:10000]
+    res.timed_out_cells = [int(i) for i in reply.get("timed_out_cells", []) if isinstance(i, int)][:10000]
     res.killed_processes = int(reply.get("killed_processes", 0)) if isinstance(reply.get("killed_processes"), int) else 0
     return res
 
