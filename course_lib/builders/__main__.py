@@ -22,7 +22,8 @@ from course_lib.assets import ASSETS_DIR
 from course_lib.builders import cards, common
 from course_lib.builders.common import build_note, log
 
-ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini")
+ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini",
+          "inside-ppo-runs")
 WORK = Path("build/assets-work")
 
 
@@ -74,12 +75,20 @@ def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:
     ppo.build(sentiment, WORK, ASSETS_DIR, package_only=package_only)
 
 
+def build_inside_ppo_runs(package_only: bool) -> None:
+    """Notebook 4's experiments: statistics of short PPO runs (reads only the bundled assets)."""
+    from course_lib.builders import inside_ppo
+
+    inside_ppo.main(["--package"] if package_only else ["--runs", "all", "--package"])
+
+
 BUILDERS = {
     "imdb-mini": build_imdb,
     "distilbert-imdb-mini": build_classifier,
     "gpt2-imdb-mini": build_lm,
     "ppo-happy-mini": lambda d, p: build_ppo("POSITIVE", d, p),
     "ppo-pessimistic-mini": lambda d, p: build_ppo("NEGATIVE", d, p),
+    "inside-ppo-runs": lambda d, p: build_inside_ppo_runs(p),
 }
 
 
