@@ -323,3 +323,21 @@ def test_rloo_step_trains_the_policy_and_leaves_the_value_head_alone(tiny):
     assert not torch.equal(model.pretrained_model.transformer.h[0].mlp.c_fc.weight,
                            policy.pretrained_model.transformer.h[0].mlp.c_fc.weight)
     assert stats["ppo/loss/value"] == 0.0 and stats["ppo/loss/policy"] != 0.0
+
+
+# ---- the builders' --engine option ----------------------------------------------------------
+def test_builder_engines_train_the_same_run(tiny_policy_dir, tiny_classifier_dir, imdb_parquet_dir, tmp_path):
+    from course_lib.builders.ppo import train_with_engine
+    from course_lib.config import make_config
+
+    cfg = make_config("cpu", policy_model=str(tiny_policy_dir), reward_model=str(tiny_classifier_dir),
+                      dataset=str(imdb_parquet_dir), batch_size=4, mini_batch_size=2, ppo_epochs=1, steps=2,
+                      learning_rate=1e-3)
+    records = {e: train_with_engine(cfg, tmp_path / e, e)[0] for e in ("trl", "course")}
+    for r_trl, r_course in zip(records["trl"], records["course"]):
+        for k in ("env/reward_mean", "objective/kl", "ppo/loss/total", "ppo/loss/value", "ppo/policy/clipfrac"):
+            assert r_course[k] == pytest.approx(r_trl[k], rel=STATS_RTOL, abs=STATS_ATOL), k
+    assert records["trl"][1]["objective/kl"] != 0.0  # step 2 saw a policy moved by step 1
+    assert (tmp_path / "course" / "training_stats.json").exists()
+    with pytest.raises(ValueError, match="valid: trl, course"):
+        train_with_engine(cfg, tmp_path / "x", "jax")
