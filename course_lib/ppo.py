@@ -472,6 +472,11 @@ class CoursePPO:
                         pg_loss, vf_loss, loss, pg_clipfrac, vf_clipfrac, entropy, logprobs, old_logprobs[idx],
                         advantages[idx], returns[idx], old_values[idx], vpreds, m))
 
+        # trl quirk: train_minibatch calls model.train() after each forward pass and nothing sets eval
+        # mode again, so the policy leaves the step in train mode and the next rollout samples with
+        # dropout active (when the model has dropout).  Kept, so a training loop repeats trl's run.
+        self.model.train()
+
         # ---- 5. statistics (trl's names and arithmetic), then the KL controller ----
         stats = {k: torch.stack([s[k] for s in mb_stats]).mean(0).item() for k in mb_stats[0]}
         masked_kl = (kl * mask).sum(-1)
