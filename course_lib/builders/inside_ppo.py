@@ -131,6 +131,9 @@ def package(out_dir: Path) -> Path:
         lines += ["", build_note()]
     (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_manifest(tmp)
+    for f in tmp.iterdir():  # readable by everyone: the grading sandbox runs as another user
+        f.chmod(0o644)
+    tmp.chmod(0o755)
     if out_dir.exists():
         import shutil
 
