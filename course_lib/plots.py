@@ -70,3 +70,60 @@ def plot_reward_histograms(table, label: str, models: Sequence[str] | None = Non
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_reward_kl_frontier(runs: dict, window: int = 5):
+    """Mean reward against KL to the reference, one colour per KL coefficient (notebook 4).
+
+    ``runs``: ``{name: {"init_kl_coef", "records"}}`` (``inside-ppo-runs``).
+    Each point averages ``window`` consecutive training steps; the line joins
+    them in training order.  Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, run in sorted(runs.items(), key=lambda kv: kv[1]["init_kl_coef"]):
+        recs = run["records"]
+        chunks = [recs[i:i + window] for i in range(0, len(recs) - window + 1, window)]
+        kl = [np.mean([r["objective/kl"] for r in c]) for c in chunks]
+        reward = [np.mean([r["env/reward_mean"] for r in c]) for c in chunks]
+        ax.plot(kl, reward, "o-", label=f"beta = {run['init_kl_coef']:g}")
+    ax.set_xlabel("KL(policy || reference), nats per response")
+    ax.set_ylabel("mean POSITIVE logit")
+    ax.set_title(f"Reward-KL frontier (each point: {window} training steps)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(groups: dict, key: str = "env/reward_mean", ylabel: str = "mean POSITIVE logit"):
+    """Training curves of several seeds per method: each seed thin, the mean thick, min-max shaded.
+
+    ``groups``: ``{method label: [records of seed 0, records of seed 1, ...]}``.
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not groups or any(not g for g in groups.values()):
+        raise ValueError("every method needs at least one run")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, seeds) in enumerate(groups.items()):
+        n = min(len(r) for r in seeds)
+        ys = np.array([[rec[key] for rec in recs[:n]] for recs in seeds])
+        xs = np.arange(1, n + 1)
+        colour = f"C{i}"
+        for y in ys:
+            ax.plot(xs, y, color=colour, alpha=0.25, lw=0.8)
+        ax.fill_between(xs, ys.min(0), ys.max(0), color=colour, alpha=0.12)
+        ax.plot(xs, ys.mean(0), color=colour, lw=2, label=f"{label} (mean of {len(ys)} seeds)")
+    ax.set_xlabel("PPO step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

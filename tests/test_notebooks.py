@@ -1,6 +1,6 @@
 """`make run`'s job: papermill executes every solution notebook on the cpu profile.
 
-One run of ``course_lib.run_lab`` (what ``make run`` calls) executes the three
+One run of ``course_lib.run_lab`` (what ``make run`` calls) executes the four
 solution notebooks end to end with the bundled models; any cell error fails.
 The executed copies are checked for error outputs, the HTML renderings and
 the comparison summary for real figures.
@@ -24,9 +24,9 @@ def lab_run(tmp_path_factory):
     return code, out
 
 
-def test_there_are_three_lab_notebooks_each_with_a_parameters_cell():
+def test_there_are_four_lab_notebooks_each_with_a_parameters_cell():
     assert [p.name for p in SOLUTIONS] == ["1_reward_and_data.ipynb", "2_ppo_happy.ipynb",
-                                           "3_evaluate_and_pessimistic.ipynb"]
+                                           "3_evaluate_and_pessimistic.ipynb", "4_inside_ppo.ipynb"]
     for p in SOLUTIONS:
         nb = nbformat.read(p, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

@@ -22,7 +22,8 @@ from course_lib.assets import ASSETS_DIR
 from course_lib.builders import cards, common
 from course_lib.builders.common import build_note, log
 
-ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini")
+ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini",
+          "inside-ppo-runs")
 WORK = Path("build/assets-work")
 
 
@@ -68,10 +69,20 @@ def build_lm(data_dir: Path, package_only: bool) -> None:
                            package_only, model_max_length_key="ctx")
 
 
+ENGINE = "trl"  # set by --engine
+
+
 def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:
     from course_lib.builders import ppo
 
-    ppo.build(sentiment, WORK, ASSETS_DIR, package_only=package_only)
+    ppo.build(sentiment, WORK, ASSETS_DIR, package_only=package_only, engine=ENGINE)
+
+
+def build_inside_ppo_runs(package_only: bool) -> None:
+    """Notebook 4's experiments: statistics of short PPO runs (reads only the bundled assets)."""
+    from course_lib.builders import inside_ppo
+
+    inside_ppo.main(["--package"] if package_only else ["--runs", "all", "--package"])
 
 
 BUILDERS = {
@@ -80,6 +91,7 @@ BUILDERS = {
     "gpt2-imdb-mini": build_lm,
     "ppo-happy-mini": lambda d, p: build_ppo("POSITIVE", d, p),
     "ppo-pessimistic-mini": lambda d, p: build_ppo("NEGATIVE", d, p),
+    "inside-ppo-runs": lambda d, p: build_inside_ppo_runs(p),
 }
 
 
@@ -88,7 +100,13 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", type=Path, required=True, help="../shared/data (full IMDb + tokenizer files)")
     p.add_argument("--asset", default="all", help=f"all or one of: {', '.join(ASSETS)}")
     p.add_argument("--package-only", action="store_true", help="re-measure and re-package trained work folders")
+    p.add_argument("--engine", default="trl", help="PPO step of the ppo-* builds: trl (default) or course "
+                   "(course_lib.ppo, the same results, faster; see docs/benchmarks.md)")
     args = p.parse_args(argv)
+    if args.engine not in ("trl", "course"):
+        p.error(f"unknown engine {args.engine!r}; valid: trl, course")
+    global ENGINE
+    ENGINE = args.engine
     if args.asset != "all" and args.asset not in ASSETS:
         p.error(f"unknown asset {args.asset!r}; valid: all, {', '.join(ASSETS)}")
     if not (args.data_dir / "imdb" / "train.parquet").is_file():
