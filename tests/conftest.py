@@ -219,3 +219,16 @@ def imdb_parquet_dir(tmp_path_factory):
     test = short + [(t, int(i % 2 == 0)) for i, t in enumerate(LONG_REVIEWS)]
     imdb_frame(test).to_parquet(folder / "test.parquet", index=False)
     return folder
+
+
+# ---- a local stand-in for the Hugging Face Hub (tests/hub_standin.py) -------------------------
+@pytest.fixture(scope="session")
+def hub_standin(tmp_path_factory):
+    """An ``HF_HOME`` holding tiny ``lvwerra/gpt2-imdb``, ``lvwerra/distilbert-imdb`` and a small ``stanfordnlp/imdb``.
+
+    Processes started with ``hub_standin.standin_env(path)`` take the gpu
+    profile's real code path against it, offline.
+    """
+    import hub_standin as standin
+
+    return standin.build(tmp_path_factory.mktemp("hf-home"))
