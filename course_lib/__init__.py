@@ -17,5 +17,6 @@ imports what it needs.  Modules, one job each:
 ``widgets``  "try the models yourself" prompt box
 ``grading``  nbgrader release and autograding (``make release``, ``make grade``)
 ``run_lab``  ``make run``: execute the notebooks with papermill
+``gpu_check`` ``make gpu-check``: a real GPU run of the gpu profile, timed and reported
 """
 __version__ = "0.1.0"
