@@ -10,6 +10,7 @@ overridden (steps, batch, evaluation prompts), through the command line and
 the notebooks' papermill parameters.
 """
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -113,7 +114,7 @@ def test_gpu_profile_training_command_runs_two_ppo_steps(hub_standin, tmp_path):
 def test_every_lab_notebook_runs_on_the_gpu_profile(hub_standin, tmp_path, monkeypatch):
     log = tmp_path / "net.log"
     env = _env(hub_standin, log)
-    for key in set(__import__("os").environ) - set(env):
+    for key in set(os.environ) - set(env):
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # papermill's kernels inherit this process's environment
