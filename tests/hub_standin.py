@@ -15,7 +15,7 @@
 * ``datasets/stanfordnlp___imdb/plain_text/0.0.0/<revision>``: what
   ``load_dataset("stanfordnlp/imdb")`` leaves in the datasets cache after an
   online load, prepared from those parquet files by datasets' own parquet
-  builder with the arguments the online load passes.
+  builder with the online load's config name, data set name and revision.
 
 Each repository has the hub cache layout that ``huggingface_hub`` writes:
 ``refs/main`` holds the revision, the files sit in ``snapshots/<revision>/``.
