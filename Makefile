@@ -11,14 +11,17 @@ SHARED   ?= ../shared/data
 PYTEST_ARGS ?=
 # students graded at once by `make grade` (default: the number of cores)
 JOBS     ?= $(shell nproc 2>/dev/null || echo 1)
+GPU_CHECK_STEPS ?= 10
+GPU_CHECK_OUT   ?= build/gpu-check.json
 # the venv's stamp records a hash of the files that define it
 STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: help venv run test lab assets release grade formgrader bench clean
+.PHONY: help venv run test gpu-check lab assets release grade formgrader bench clean
 
 help:
 	@echo "make run        execute the lab notebooks (PROFILE=cpu|gpu) into build/"
 	@echo "make test       run the test suite"
+	@echo "make gpu-check  on a GPU with the Hub: train the gpu profile $(GPU_CHECK_STEPS) steps, report to $(GPU_CHECK_OUT)"
 	@echo "make lab        open JupyterLab on the student notebooks"
 	@echo "make release    regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make grade      autograde submitted/ in sandboxes into grades.csv and feedback/ (JOBS=N)"
@@ -42,6 +45,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# For a GPU owner: the gpu profile's training on the real Hub models for GPU_CHECK_STEPS steps;
+# seconds per step, peak GPU memory and mean reward in GPU_CHECK_OUT. Without a GPU it says so
+# and fails (status 1 from the module) before downloading anything.
+gpu-check: $(STAMP)
+	$(BIN)/python -m course_lib.gpu_check --steps $(GPU_CHECK_STEPS) --out $(GPU_CHECK_OUT)
 
 lab: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)

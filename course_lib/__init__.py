@@ -18,5 +18,6 @@ imports what it needs.  Modules, one job each:
 ``evidence`` what hidden tests record for the autograder (plain data, checked outside the kernel)
 ``grading``  nbgrader release and sandboxed autograding (``make release``, ``make grade``)
 ``run_lab``  ``make run``: execute the notebooks with papermill
+``gpu_check`` ``make gpu-check``: a real GPU run of the gpu profile, timed and reported
 """
 __version__ = "0.1.0"

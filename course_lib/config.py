@@ -112,10 +112,19 @@ class LabConfig:
         }
 
     def ppo_config(self):
-        """The matching ``trl.PPOConfig`` (imports trl)."""
+        """The matching ``trl.PPOConfig`` (imports trl).
+
+        Without a GPU, trl's ``Accelerator`` is created with ``cpu=True``, as
+        ``course_lib.train.join_processes`` creates accelerate's process state:
+        only then do processes started by ``torchrun`` or ``accelerate launch``
+        form one gloo group (``MULTI_CPU``) instead of each training alone.
+        With a GPU, accelerate's defaults apply (nccl).
+        """
+        import torch
         from trl import PPOConfig
 
         return PPOConfig(
+            accelerator_kwargs={} if torch.cuda.is_available() else {"cpu": True},
             model_name=self.policy_model,
             query_dataset=self.dataset,
             reward_model=f"sentiment-analysis:{self.reward_model}",

@@ -26,6 +26,13 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
+def _on_device_of(model, tensors) -> list:
+    """``tensors`` moved to the device of ``model``'s parameters (unchanged for a model without any)."""
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return list(tensors) if first is None else [t.to(first.device) for t in tensors]
+
+
 def generate_some_text(model, tokenizer, text: str, gen_kwargs: dict, max_new_tokens: int = 20) -> str:
     """Prompt ``text`` -> prompt plus a sampled continuation of ``max_new_tokens`` tokens at most.
 
@@ -171,9 +178,10 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
 
     ``queries``: 1-D LongTensors of prompt ids (different lengths allowed).
     ``lengths``: the wanted number of new tokens per query.  Returns a list of
-    1-D tensors (response ids only, on the queries' device), each at most its
-    length, ending early after an EOS.  Queries are left-padded with the pad
-    (= EOS) id and masked, so padding changes no token's logits.
+    1-D tensors (response ids only, on the model's device: queries elsewhere,
+    e.g. dataset rows on the CPU for a model on a GPU, are moved there), each
+    at most its length, ending early after an EOS.  Queries are left-padded
+    with the pad (= EOS) id and masked, so padding changes no token's logits.
     """
     import torch
 
@@ -184,6 +192,7 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
     if min(lengths) < 1:
         raise ValueError(f"every response length must be at least 1 token, got {min(lengths)}")
     model = _unwrap(model)
+    queries = _on_device_of(model, queries)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids, mask = left_pad(queries, pad)
     width = input_ids.shape[1]
@@ -204,7 +213,7 @@ def generate_one_by_one(model, tokenizer, queries: Sequence, lengths: Sequence[i
 
     model = _unwrap(model)
     out = []
-    for q, n in zip(queries, lengths):
+    for q, n in zip(_on_device_of(model, queries), lengths):
         with torch.no_grad():
             ids = model.generate(input_ids=q.unsqueeze(0), attention_mask=torch.ones_like(q).unsqueeze(0),
                                  max_new_tokens=n, **gen_kwargs)

@@ -13,14 +13,27 @@ One PPO step, as the notebooks show it:
                  KL penalty to the reference model, computes advantages and runs
                  ``ppo_epochs`` passes of clipped policy and value updates.
 
-Command line (also under ``accelerate launch`` on several GPUs)::
+Command line::
 
     python -m course_lib.train --sentiment POSITIVE --profile cpu --steps 40 --output build/happy
+
+Several processes (data parallel: each process takes its own ``batch_size``
+prompts per step, trl averages the gradients, so a step covers
+``batch_size x processes`` prompts)::
+
+    accelerate launch --multi_gpu --num_processes 4 -m course_lib.train --sentiment POSITIVE --profile gpu ...
+    torchrun --standalone --nproc_per_node 2 -m course_lib.train ...      # also on a CPU (gloo)
+
+After every step the processes compare fingerprints of their policy
+parameters (:func:`check_params_in_sync`); the statistics and the mean reward
+cover the prompts of all processes; process 0 alone writes the checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import os
 import random
 import sys
 import time
@@ -51,17 +64,136 @@ def check_sentiment(label: str) -> str:
 def make_trainer(cfg: LabConfig, model, ref_model, tokenizer, dataset):
     """A ``PPOTrainer`` over ``dataset`` with the course's collator.
 
+    (Strictly a subclass that fixes trl's averaging of the statistics over
+    several processes, see :func:`_trainer_class`; identical in one process.)
+
     Raises ``ValueError`` if the dataset holds fewer prompts than one batch
     (trl drops incomplete batches: the lab's padding with fake samples is not
     needed and would bias the statistics).
     """
-    from trl import PPOTrainer
-
     from course_lib.data import collator
 
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the dataset has {len(dataset)} prompts, fewer than one batch of {cfg.batch_size}")
-    return PPOTrainer(cfg.ppo_config(), model, ref_model, tokenizer, dataset=dataset, data_collator=collator)
+    trainer = _trainer_class()(cfg.ppo_config(), model, ref_model, tokenizer, dataset=dataset,
+                               data_collator=collator)
+    check_process_group(trainer.accelerator)
+    return trainer
+
+
+_TRAINER_CLASS = None
+
+
+def _trainer_class():
+    """trl's ``PPOTrainer`` with its statistics averaged correctly over several processes.
+
+    trl 0.11's ``gather_stats`` all-reduces ``v.to(accelerator.device)`` and
+    then divides ``v``: when a statistic is not already on that device the
+    sum goes into a copy, and each process reports its *own* value divided by
+    the number of processes.  On a CPU that is every statistic (the tensors
+    live on ``cpu``, accelerate's device is ``cpu:0``, and ``.to`` copies).
+    Measured with 2 processes: ``ppo/mean_scores`` was half of process 0's
+    mean score.  This subclass reduces the moved tensor and keeps the result.
+    """
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is None:
+        import torch
+        from trl import PPOTrainer
+
+        class CoursePPOTrainer(PPOTrainer):
+            def gather_stats(self, stats):
+                import torch.distributed as dist
+
+                dist.barrier()
+                n = self.accelerator.num_processes
+                for key, value in stats.items():
+                    if isinstance(value, torch.Tensor):
+                        total = value.to(self.accelerator.device)
+                        if total is value:
+                            total = value.clone()
+                        dist.all_reduce(total, dist.ReduceOp.SUM)
+                        stats[key] = (total / n).to(value.device)
+                return stats
+
+        _TRAINER_CLASS = CoursePPOTrainer
+    return _TRAINER_CLASS
+
+
+def join_processes():
+    """Create accelerate's process state, before anything else does; returns it.
+
+    trl's model wrapper creates it on loading (``PartialState()``, to pick a
+    device), and the first creation decides for the whole process.  Without a
+    GPU it must be created with ``cpu=True``: only then does accelerate join the
+    processes that ``torchrun`` or ``accelerate launch`` started into one gloo
+    group (``MULTI_CPU``) instead of treating each as a separate run.  With a
+    GPU, accelerate's defaults apply (nccl).
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (``WORLD_SIZE`` of torchrun / accelerate launch; 1 without one)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_process_group(accelerator) -> None:
+    """Raise ``RuntimeError`` unless accelerate joined every launched process into one group.
+
+    A launcher that started N processes which accelerate then treats as N
+    separate single-process runs (``DistributedType.NO``) would train N
+    copies on the same data, each writing the checkpoint.
+    """
+    launched = launched_processes()
+    if accelerator.num_processes != launched:
+        raise RuntimeError(
+            f"the launcher started {launched} processes (WORLD_SIZE), but accelerate runs "
+            f"{accelerator.num_processes} ({accelerator.distributed_type}): the processes would each train "
+            "alone. Call course_lib.train.join_processes() before loading any model (run() does), so that "
+            "accelerate's process state is created with cpu=True when there is no GPU.")
+
+
+def param_fingerprint(model):
+    """A float64 vector summarising the parameters: per parameter (sorted by name), its sum and sum of squares.
+
+    Processes whose parameters are bit-identical get bit-identical
+    fingerprints; any difference in any parameter changes it (almost surely).
+    Cheap: two reductions per tensor, no copy to the host.
+    """
+    import torch
+
+    parts = []
+    for _, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+        t = p.detach()
+        parts += [t.sum(dtype=torch.float64), t.square().sum(dtype=torch.float64)]
+    return torch.stack(parts)
+
+
+def fingerprint_digest(fingerprint) -> str:
+    """A short hex digest of a fingerprint's exact bytes (16 hex digits)."""
+    return hashlib.sha256(fingerprint.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def check_params_in_sync(ppo_trainer, step: int | None = None) -> list[str]:
+    """Digests of the policy's parameters on every process (process order); ``RuntimeError`` if they differ.
+
+    Data-parallel PPO keeps one policy: every process applies the same
+    averaged gradients, so the parameters must stay bit-identical.  A
+    collective call: every process must make it.
+    """
+    accelerator = ppo_trainer.accelerator
+    model = accelerator.unwrap_model(ppo_trainer.model)
+    fp = param_fingerprint(model).to(accelerator.device)
+    gathered = accelerator.gather(fp.unsqueeze(0)).reshape(accelerator.num_processes, -1)
+    digests = [fingerprint_digest(row) for row in gathered]
+    if len(set(digests)) > 1:
+        when = f"after PPO step {step}" if step is not None else "now"
+        raise RuntimeError(f"the policy parameters differ between processes {when} "
+                           f"(fingerprint digests by process: {', '.join(digests)})")
+    return digests
 
 
 def response_length_sampler(cfg: LabConfig):
@@ -75,9 +207,15 @@ def ppo_step(ppo_trainer, tokenizer, sentiment_pipe, batch: dict, cfg: LabConfig
     """Rollout, reward and optimisation for one batch; returns the step's record.
 
     The record is JSON-serialisable: trl's scalar statistics under their own
-    names (``ppo/loss/total``, ``objective/kl``, ...) plus ``env/reward_mean``
-    and ``env/reward_std`` (the classifier's logit for ``cfg.target_label``,
-    before ``reward_scale``) and the time of each part in seconds.
+    names (``ppo/loss/total``, ``objective/kl``, ...; under several processes
+    trl averages its tensor statistics over them, while ``tokens/*`` stay
+    process 0's); ``env/reward_mean`` and ``env/reward_std`` (the classifier's
+    logit for ``cfg.target_label``, before ``reward_scale``) over the prompts
+    of all processes, ``env/reward_n`` prompts, and
+    ``env/reward_mean_by_process``; ``dist/processes`` and
+    ``dist/param_digests`` (the policy's fingerprint on each process after the
+    step, checked equal by :func:`check_params_in_sync`); and the time of
+    each part in seconds (process 0's).
     """
     import numpy as np
     import torch
@@ -102,12 +240,19 @@ def ppo_step(ppo_trainer, tokenizer, sentiment_pipe, batch: dict, cfg: LabConfig
     ppo_trainer.log_stats(stats, batch, rewards)
     t3 = time.perf_counter()
 
-    scores_t = torch.tensor(scores, device=ppo_trainer.accelerator.device)
-    all_scores = ppo_trainer.accelerator.gather(scores_t).float().cpu()
+    accelerator = ppo_trainer.accelerator
+    scores_t = torch.tensor(scores, device=accelerator.device)
+    # every process scored batch_size texts; gather puts them in process order
+    all_scores = accelerator.gather(scores_t).float().cpu()
+    digests = check_params_in_sync(ppo_trainer)
     record = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in stats.items() if np.asarray(v).size == 1}
     record.update({
         "env/reward_mean": float(all_scores.mean()),
         "env/reward_std": float(all_scores.std()) if len(all_scores) > 1 else 0.0,
+        "env/reward_n": len(all_scores),
+        "env/reward_mean_by_process": [float(m) for m in all_scores.reshape(accelerator.num_processes, -1).mean(1)],
+        "dist/processes": accelerator.num_processes,
+        "dist/param_digests": digests,
         "time/rollout/generate": t1 - t0,
         "time/rollout/score": t2 - t1,
         "time/ppo/optimise": t3 - t2,
@@ -134,7 +279,9 @@ def train(ppo_trainer, tokenizer, sentiment_pipe, cfg: LabConfig, steps: int | N
     total = n_batches if steps is None else steps
     length_sampler = response_length_sampler(cfg)
     records: list[dict] = []
-    bar = tqdm(total=total, desc=f"PPO {cfg.target_label}", disable=not progress)
+    # one progress bar, process 0's, however many processes train
+    bar = tqdm(total=total, desc=f"PPO {cfg.target_label}",
+               disable=not progress or not ppo_trainer.accelerator.is_main_process)
     while len(records) < total:
         for batch in ppo_trainer.dataloader:
             record = ppo_step(ppo_trainer, tokenizer, sentiment_pipe, batch, cfg, length_sampler)
@@ -159,20 +306,48 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
     Writes into a temporary folder renamed into place at the end, so an
     interrupted save leaves any previous checkpoint intact.  ``dtype`` (e.g.
     ``torch.float16``) stores a cast copy; the model in memory is unchanged.
+
+    Under several processes (``torch.distributed`` initialised) every process
+    calls it: process 0 alone writes (all processes hold the same policy),
+    the others wait until the checkpoint is complete.  The statistics file
+    records ``processes`` and ``saved_by_process``.
     """
     from course_lib.assets import staging_folder, swap_in_folder
 
     out_dir = Path(out_dir)
-    model = getattr(model, "module", model)
-    if dtype is not None:
-        model = copy.deepcopy(model).to(dtype)
-    tmp = staging_folder(out_dir)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "tokenizer.json").unlink(missing_ok=True)  # vocab.json + merges.txt suffice
-    if records is not None:
-        save_json({"config": cfg.to_dict() if cfg else None, "steps": records}, tmp / STATS_FILE)
-    return swap_in_folder(tmp, out_dir)
+    rank, world = process_rank()
+    if world > 1:
+        _barrier()  # every process has finished its last step
+    if rank == 0:
+        model = getattr(model, "module", model)
+        if dtype is not None:
+            model = copy.deepcopy(model).to(dtype)
+        tmp = staging_folder(out_dir)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tokenizer.json").unlink(missing_ok=True)  # vocab.json + merges.txt suffice
+        if records is not None:
+            save_json({"config": cfg.to_dict() if cfg else None, "processes": world, "saved_by_process": rank,
+                       "steps": records}, tmp / STATS_FILE)
+        swap_in_folder(tmp, out_dir)
+    if world > 1:
+        _barrier()  # nobody goes on before the checkpoint exists
+    return out_dir
+
+
+def process_rank() -> tuple[int, int]:
+    """(this process's index, number of processes) of the ``torch.distributed`` group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 def load_stats(path: str | Path) -> list[dict]:
@@ -208,6 +383,7 @@ def run(cfg: LabConfig, output: str | Path | None, progress: bool = True, dtype=
     from course_lib.data import build_dataset
     from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
 
+    join_processes()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.policy_model)
     model = load_policy(cfg.policy_model)
@@ -216,7 +392,8 @@ def run(cfg: LabConfig, output: str | Path | None, progress: bool = True, dtype=
     trainer = make_trainer(cfg, model, ref_model, tokenizer, dataset)
     pipe = load_sentiment_pipeline(cfg.reward_model, device=trainer.accelerator.device)
     records = train(trainer, tokenizer, pipe, cfg, progress=progress)
-    if output is not None and trainer.accelerator.is_main_process:
+    if output is not None:
+        # every process calls it; process 0 writes, the others wait for it
         save_checkpoint(trainer.model, tokenizer, output, records, cfg, dtype=dtype)
     return records, trainer
 
@@ -247,10 +424,16 @@ def main(argv=None) -> int:
         cfg = make_config(args.profile, **overrides)
     except ValueError as e:
         p.error(str(e))
-    records, _ = run(cfg, args.output)
-    first, last = records[0]["env/reward_mean"], sum(r["env/reward_mean"] for r in records[-5:]) / len(records[-5:])
-    print(f"{len(records)} steps; mean {cfg.target_label} reward {first:+.3f} (first step) -> {last:+.3f} (last 5); "
-          f"saved to {args.output}")
+    records, trainer = run(cfg, args.output)
+    acc = trainer.accelerator
+    if acc.num_processes > 1:
+        print(f"process {acc.process_index} of {acc.num_processes} finished {len(records)} PPO steps "
+              f"(parameters in sync after every step: {records[-1]['dist/param_digests'][0]})", flush=True)
+    if acc.is_main_process:
+        first = records[0]["env/reward_mean"]
+        last = sum(r["env/reward_mean"] for r in records[-5:]) / len(records[-5:])
+        print(f"{len(records)} steps; mean {cfg.target_label} reward {first:+.3f} (first step) -> {last:+.3f} "
+              f"(last 5) over {records[-1]['env/reward_n']} prompts a step; saved to {args.output}", flush=True)
     return 0
 
 

@@ -2,7 +2,9 @@
 
 * No network: any connection (or name lookup) to a non-loopback address raises
   ``RuntimeError`` for the whole session.  Loopback and Unix sockets stay
-  allowed: the notebook tests talk to Jupyter kernels through them.
+  allowed: the notebook tests talk to Jupyter kernels through them.  The same
+  guard (``tests/netguard.py``) reaches the processes a test starts when it
+  runs them with ``netguard.guarded_env()``.
 * The Hugging Face libraries are switched offline and their caches point to a
   temporary folder *before* anything imports them (that is why it happens at
   import time of this file, not in a fixture).
@@ -12,10 +14,8 @@
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -34,75 +34,14 @@ import pytest  # noqa: E402
 
 # graded courses (run A: honest students; run B: attacks), shared by the grading test modules
 from grading_fixtures import attack_run, graded_course  # noqa: E402,F401
+import netguard  # noqa: E402  (tests/ is on sys.path: pytest puts a conftest's folder there)
 
 TESTS_DIR = Path(__file__).resolve().parent
 DATA_DIR = TESTS_DIR / "data"
 # the real GPT-2 tokenizer files (vocab.json, merges.txt) ship with the bundled policy
 GPT2_TOKENIZER_DIR = TESTS_DIR.parent / "course_lib" / "assets" / "gpt2-imdb-mini"
 
-# ---- no network --------------------------------------------------------------
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
-
-
-def _is_local_host(host) -> bool:
-    """True for loopback names/addresses and for the passive (bind) host None/''."""
-    if host is None:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    host = str(host)
-    if host in ("", *_LOCAL_NAMES):
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_local_address(family, address) -> bool:
-    if family == getattr(socket, "AF_UNIX", object()) or isinstance(address, (str, bytes)):
-        return True  # Unix socket path
-    if isinstance(address, tuple) and address:
-        return _is_local_host(address[0])
-    return False
-
-
-def _refuse(what) -> RuntimeError:
-    return RuntimeError(f"network access attempted in a test: {what}")
-
-
-def _install_network_guard(mp: pytest.MonkeyPatch) -> None:
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-    real_create_connection = socket.create_connection
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(self, address):
-        if not _is_local_address(self.family, address):
-            raise _refuse(f"connect to {address!r}")
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        if not _is_local_address(self.family, address):
-            raise _refuse(f"connect_ex to {address!r}")
-        return real_connect_ex(self, address)
-
-    def create_connection(address, *args, **kwargs):
-        if not _is_local_address(None, address):
-            raise _refuse(f"create_connection to {address!r}")
-        return real_create_connection(address, *args, **kwargs)
-
-    def getaddrinfo(host, *args, **kwargs):
-        if not _is_local_host(host):
-            raise _refuse(f"name lookup of {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    mp.setattr(socket.socket, "connect", connect)
-    mp.setattr(socket.socket, "connect_ex", connect_ex)
-    mp.setattr(socket, "create_connection", create_connection)
-    mp.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
+# ---- no network (tests/netguard.py; processes the tests start get it via guarded_site/) ----
 _GUARD: pytest.MonkeyPatch | None = None
 
 
@@ -110,7 +49,7 @@ def pytest_configure(config):
     """Install the network guard before collection, so imports are covered too."""
     global _GUARD
     _GUARD = pytest.MonkeyPatch()
-    _install_network_guard(_GUARD)
+    netguard.install(_GUARD.setattr)
 
 
 def pytest_unconfigure(config):
@@ -282,3 +221,16 @@ def imdb_parquet_dir(tmp_path_factory):
     test = short + [(t, int(i % 2 == 0)) for i, t in enumerate(LONG_REVIEWS)]
     imdb_frame(test).to_parquet(folder / "test.parquet", index=False)
     return folder
+
+
+# ---- a local stand-in for the Hugging Face Hub (tests/hub_standin.py) -------------------------
+@pytest.fixture(scope="session")
+def hub_standin(tmp_path_factory):
+    """An ``HF_HOME`` holding tiny ``lvwerra/gpt2-imdb``, ``lvwerra/distilbert-imdb`` and a small ``stanfordnlp/imdb``.
+
+    Processes started with ``hub_standin.standin_env(path)`` take the gpu
+    profile's real code path against it, offline.
+    """
+    import hub_standin as standin
+
+    return standin.build(tmp_path_factory.mktemp("hf-home"))

@@ -51,3 +51,47 @@ def test_unix_sockets_work():
     with a, b:
         a.sendall(b"kernel")
         assert b.recv(6) == b"kernel"
+
+
+# ---- the same guard in the processes a test starts (tests/guarded_site/sitecustomize.py) ----
+def _run_guarded(code: str, tmp_path, no_sockets: bool = False):
+    import subprocess
+    import sys
+
+    import netguard
+
+    log = tmp_path / "attempts.log"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=netguard.guarded_env(log=log, no_sockets=no_sockets))
+    return proc, netguard.attempts(log)
+
+
+def test_a_started_process_refuses_remote_connections_and_logs_them(tmp_path):
+    proc, attempts = _run_guarded(
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('93.184.216.34', 80), timeout=1)\n"
+        "except RuntimeError as e:\n"
+        "    print('refused:', e)\n"  # a library that swallows the error still leaves a line in the log
+        "socket.getaddrinfo('huggingface.co', 443)\n", tmp_path)
+    assert proc.returncode != 0
+    assert "refused: network access attempted in a test: create_connection to ('93.184.216.34', 80)" in proc.stdout
+    assert "network access attempted in a test: name lookup of 'huggingface.co'" in proc.stderr
+    assert len(attempts) == 2 and "create_connection" in attempts[0] and "huggingface.co" in attempts[1]
+
+
+def test_a_started_process_keeps_loopback(tmp_path):
+    proc, attempts = _run_guarded(
+        "import socket\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+        "c = socket.create_connection(s.getsockname(), timeout=5); c.sendall(b'ok')\n"
+        "print(s.accept()[0].recv(2).decode())\n", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok" and attempts == []
+
+
+def test_no_sockets_mode_refuses_even_a_loopback_socket(tmp_path):
+    proc, attempts = _run_guarded("import socket\nsocket.socket()\n", tmp_path, no_sockets=True)
+    assert proc.returncode != 0
+    assert "where no socket may be opened" in proc.stderr
+    assert len(attempts) == 1

@@ -41,7 +41,7 @@ def test_import_course_lib_pulls_in_no_heavy_or_gpu_code():
 
 def test_makefile_has_the_documented_targets_and_ci_calls_make_test():
     mk = (ROOT / "Makefile").read_text()
-    for target in ("run", "test", "lab", "assets", "release", "grade", "formgrader"):
+    for target in ("run", "test", "gpu-check", "lab", "assets", "release", "grade", "formgrader"):
         assert re.search(rf"^{target}:", mk, re.M), f"Makefile has no '{target}' target"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()

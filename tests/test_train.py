@@ -126,3 +126,126 @@ def test_same_seed_repeats_the_run_exactly(tiny_policy_dir, tiny_classifier_dir,
     b, _ = train.run(cfg, None, progress=False)
     keys = ["env/reward_mean", "ppo/loss/total", "objective/kl"]
     assert [a[0][k] for k in keys] == [b[0][k] for k in keys]
+
+
+# ---- several processes ---------------------------------------------------------------------
+def test_single_process_records_say_so_and_cover_the_batch(tiny_run):
+    cfg, records, out = tiny_run
+    for r in records:
+        assert r["dist/processes"] == 1 and len(r["dist/param_digests"]) == 1
+        assert r["env/reward_n"] == cfg.batch_size
+        assert r["env/reward_mean_by_process"] == pytest.approx([r["env/reward_mean"]], abs=1e-6)
+        # trl's own mean of the scores it was given: reward_scale x our logit mean
+        assert r["ppo/mean_scores"] == pytest.approx(cfg.reward_scale * r["env/reward_mean"], rel=1e-5)
+    saved = json.loads((out / "training_stats.json").read_text())
+    assert saved["processes"] == 1 and saved["saved_by_process"] == 0
+
+
+def test_param_fingerprint_sees_a_change_in_any_parameter(tiny_policy_dir):
+    # without the value head, whose initial weights are drawn afresh at every load
+    model = load_policy(str(tiny_policy_dir), value_head=False)
+    before = train.fingerprint_digest(train.param_fingerprint(model))
+    assert train.fingerprint_digest(train.param_fingerprint(load_policy(str(tiny_policy_dir), value_head=False))) \
+        == before
+    for name, p in [next(iter(model.named_parameters())), list(model.named_parameters())[-1]]:
+        with torch.no_grad():
+            p.view(-1)[0] += 1e-3
+            changed = train.fingerprint_digest(train.param_fingerprint(model))
+            p.view(-1)[0] -= 1e-3
+        assert changed != before, name
+
+
+class _TwoProcesses:
+    """An accelerator whose gather returns this process's tensor and another process's, in process order."""
+    num_processes = 2
+    device = torch.device("cpu")
+
+    def __init__(self, other):
+        self.other = other
+
+    def unwrap_model(self, model):
+        return model
+
+    def gather(self, t):
+        return torch.cat([t, train.param_fingerprint(self.other).unsqueeze(0)])
+
+
+def test_check_params_in_sync_passes_equal_policies_and_names_the_step_when_they_differ(tiny_policy_dir):
+    from types import SimpleNamespace
+
+    mine, same = (load_policy(str(tiny_policy_dir), value_head=False) for _ in range(2))
+    digests = train.check_params_in_sync(SimpleNamespace(model=mine, accelerator=_TwoProcesses(same)), step=1)
+    assert len(digests) == 2 and digests[0] == digests[1]
+    with torch.no_grad():
+        next(same.parameters()).view(-1)[3] += 1e-4
+    with pytest.raises(RuntimeError, match="parameters differ between processes after PPO step 3"):
+        train.check_params_in_sync(SimpleNamespace(model=mine, accelerator=_TwoProcesses(same)), step=3)
+
+
+def test_a_launch_that_accelerate_did_not_join_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="launcher started 2 processes .* accelerate runs 1"):
+        train.check_process_group(SimpleNamespace(num_processes=1, distributed_type="DistributedType.NO"))
+    train.check_process_group(SimpleNamespace(num_processes=2, distributed_type="DistributedType.MULTI_CPU"))
+    monkeypatch.delenv("WORLD_SIZE")
+    train.check_process_group(SimpleNamespace(num_processes=1, distributed_type="DistributedType.NO"))
+
+
+def test_only_process_0_writes_the_checkpoint(tiny_policy_dir, gpt2_tokenizer, tmp_path, monkeypatch):
+    model = load_policy(str(tiny_policy_dir))
+    waits = []
+    monkeypatch.setattr(train, "_barrier", lambda: waits.append(1))
+    monkeypatch.setattr(train, "process_rank", lambda: (1, 2))
+    assert train.save_checkpoint(model, gpt2_tokenizer, tmp_path / "ckpt", [{"step": 1}]) == tmp_path / "ckpt"
+    assert list(tmp_path.iterdir()) == [] and len(waits) == 2  # waited before and after, wrote nothing
+    monkeypatch.setattr(train, "process_rank", lambda: (0, 2))
+    train.save_checkpoint(model, gpt2_tokenizer, tmp_path / "ckpt", [{"step": 1}])
+    saved = json.loads((tmp_path / "ckpt" / "training_stats.json").read_text())
+    assert saved["processes"] == 2 and saved["saved_by_process"] == 0 and len(waits) == 4
+
+
+@pytest.mark.slow
+def test_the_training_command_runs_as_two_processes(tiny_policy_dir, tiny_classifier_dir, imdb_parquet_dir,
+                                                     tmp_path):
+    """torchrun starts 2 ranks on this CPU (gloo); every claim of the multi-process path is checked."""
+    import subprocess
+    import sys
+
+    import netguard
+
+    out, log = tmp_path / "happy", tmp_path / "net.log"
+    env = netguard.guarded_env(log=log)
+    env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")  # gloo on the loopback interface
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "course_lib.train", "--sentiment", "POSITIVE", "--steps", "3", "--output", str(out), "--set",
+           f"policy_model={tiny_policy_dir}", f"reward_model={tiny_classifier_dir}", f"dataset={imdb_parquet_dir}",
+           "batch_size=8", "mini_batch_size=4", "learning_rate=1e-3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # both processes finished, in one group of 2
+    for rank in (0, 1):
+        assert f"process {rank} of 2 finished 3 PPO steps" in proc.stdout, proc.stdout
+    assert "over 16 prompts a step; saved to" in proc.stdout
+    saved = json.loads((out / "training_stats.json").read_text())
+    assert saved["processes"] == 2 and saved["saved_by_process"] == 0
+    steps = saved["steps"]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for r in steps:
+        assert r["dist/processes"] == 2
+        # parameters identical on both processes after every step (checked by the run itself)
+        assert len(r["dist/param_digests"]) == 2 and r["dist/param_digests"][0] == r["dist/param_digests"][1]
+        # the mean reward covers all prompts of both processes, which saw different prompts
+        assert r["env/reward_n"] == 16
+        by_process = r["env/reward_mean_by_process"]
+        assert len(by_process) == 2 and by_process[0] != by_process[1]
+        assert r["env/reward_mean"] == pytest.approx(sum(by_process) / 2, abs=1e-6)
+        # trl's statistics are averaged over both processes (trl 0.11 alone reported process 0's half)
+        assert r["ppo/mean_scores"] == pytest.approx(3.0 * r["env/reward_mean"], rel=1e-5)
+    assert len({r["dist/param_digests"][0] for r in steps}) > 1  # the policy did move
+    # the checkpoint is the policy both processes held after the last step
+    model, _ = train.load_checkpoint(out, value_head=True)
+    assert train.fingerprint_digest(train.param_fingerprint(model)) == steps[-1]["dist/param_digests"][0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["happy"]  # no staging folder left behind
+    assert netguard.attempts(log) == []
