@@ -162,6 +162,10 @@ statistics (mean reward, KL, losses, entropy, times).
 {info.get('build_note', '')}
 
 ## Evaluation ({ev['n']} held-out prompts from IMDb test reviews, same seed for every model)
+Two judges read each prompt + response: the reward model (logits) and VADER
+(`vaderSentiment` 3.3.2, rule-based, never seen by PPO), whose compound score
+calls a text positive above 0.05 and negative below -0.05.
+
 | metric | value |
 |---|---|
 {rows}
