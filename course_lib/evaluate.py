@@ -1,10 +1,18 @@
-"""Comparing models on held-out prompts: rewards, KL to the reference, diversity.
+"""Comparing models on held-out prompts: two judges, KL to the reference, diversity.
 
 Every model answers the same prompts with the same response lengths and the
 same sampling seed, so differences come from the models, not from the dice.
 The original lab compared 16 samples; a before/after difference of one logit
 needs hundreds of prompts to be told from noise, so the default here is 512
 and every mean comes with a 95% confidence interval.
+
+Two judges score every text.  The reward model (the sentiment classifier PPO
+optimised) gives logits; VADER (``vaderSentiment``), a rule-based judge built
+from a hand-made lexicon, which PPO never saw, gives a compound score in
+[-1, 1].  A gain that is real shows up with both; a gain that only the reward
+model sees is a sign that PPO found the reward model's blind spots (reward
+hacking).  Neither judge catches a model that repeats the same praise words:
+that is what distinct-2, against the reference's, is for.
 """
 from __future__ import annotations
 
@@ -12,6 +20,28 @@ import math
 from typing import Mapping, Sequence
 
 LABELS = ("POSITIVE", "NEGATIVE")
+#: VADER's own thresholds on the compound score: above is positive, below the negative one is negative.
+VADER_POSITIVE = 0.05
+VADER_NEGATIVE = -0.05
+#: A tuned model whose distinct-2 falls below this fraction of the reference's is flagged as collapsing.
+DIVERSITY_FLOOR = 0.7
+
+_vader = None
+
+
+def vader_compound(texts: Sequence[str]) -> list[float]:
+    """VADER's compound score of every text: -1 (most negative) .. +1 (most positive).
+
+    VADER (Hutto and Gilbert, 2014) sums the valences of the words of its
+    lexicon, with rules for negation ("not good"), intensifiers ("very"),
+    capitals and exclamation marks, and squashes the sum into [-1, 1].
+    """
+    global _vader
+    if _vader is None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        _vader = SentimentIntensityAnalyzer()
+    return [float(_vader.polarity_scores(t)["compound"]) for t in texts]
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
@@ -102,6 +132,34 @@ def _eval_prompts(prompts, cfg, n: int | None, seed: int):
     return queries, query_texts, lengths
 
 
+def score_texts(query_texts: Sequence[str], responses: Mapping[str, Sequence[str]], sentiment_pipe,
+                sent_kwargs: dict | None = None):
+    """Judge every model's responses with both judges; one row per query.
+
+    ``responses``: ``{model name: [response text per query]}``.  Each judge
+    reads ``query + response``, the text the reward model scored during
+    training.  Returns a DataFrame with ``query`` and, per model ``m``:
+    ``response [m]``, ``POSITIVE [m]`` and ``NEGATIVE [m]`` (the classifier's
+    logits) and ``VADER [m]`` (VADER's compound score, -1..1).
+    """
+    import pandas as pd
+
+    from course_lib.reward import score_for_label
+
+    kwargs = {"top_k": None, "function_to_apply": "none", **(sent_kwargs or {})}
+    table = pd.DataFrame({"query": list(query_texts)})
+    for name, texts in responses.items():
+        if len(texts) != len(table):
+            raise ValueError(f"model {name!r} has {len(texts)} responses for {len(table)} queries")
+        full = [q + t for q, t in zip(query_texts, texts)]
+        table[f"response [{name}]"] = list(texts)
+        outputs = sentiment_pipe(full, **kwargs)
+        for label in LABELS:
+            table[f"{label} [{name}]"] = [score_for_label(o, label) for o in outputs]
+        table[f"VADER [{name}]"] = vader_compound(full)
+    return table
+
+
 def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: int | None = None,
                    seed: int = 1234, reference: str | None = "reference"):
     """Generate with every model on the first ``n`` prompts and score everything.
@@ -109,31 +167,23 @@ def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: 
     ``models``: ``{"reference": ref_model, "happy": model, ...}`` (plain causal
     LMs or trl value-head models).  ``prompts``: a dataset built by
     ``data.build_dataset`` (its ``input_ids`` and ``query``), e.g. from the
-    test split.  Returns a pandas DataFrame with one row per prompt and, per
-    model ``m``: ``response [m]``, ``POSITIVE [m]``, ``NEGATIVE [m]`` (logits)
-    and, when ``reference`` names one of the models, ``KL [m]`` (nats, the
-    Monte-Carlo estimate log p_m - log p_ref of the sampled response).
+    test split.  Returns a pandas DataFrame with one row per prompt: the
+    columns of :func:`score_texts` (``response [m]``, ``POSITIVE [m]``,
+    ``NEGATIVE [m]`` logits, ``VADER [m]`` compound score) and, when
+    ``reference`` names one of the models, ``KL [m]`` (nats, the Monte-Carlo
+    estimate log p_m - log p_ref of the sampled response).
     """
     import numpy as np
-    import pandas as pd
-
-    from course_lib.reward import score_for_label
 
     if reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} is not among the models: {', '.join(models)}")
     queries, query_texts, lengths = _eval_prompts(prompts, cfg, n, seed)
     responses = generate_for_eval(models, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed)
-    table = pd.DataFrame({"query": query_texts})
-    ref_lp = None
+    texts = {name: tokenizer.batch_decode(res, skip_special_tokens=True) for name, res in responses.items()}
+    table = score_texts(query_texts, texts, sentiment_pipe, cfg.sent_kwargs)
     if reference is not None:
         ref_lp = response_logprobs(models[reference], queries, responses[reference], tokenizer.eos_token_id)
-    for name, res in responses.items():
-        texts = tokenizer.batch_decode(res, skip_special_tokens=True)
-        table[f"response [{name}]"] = texts
-        outputs = sentiment_pipe([q + t for q, t in zip(query_texts, texts)], **cfg.sent_kwargs)
-        for label in LABELS:
-            table[f"{label} [{name}]"] = [score_for_label(o, label) for o in outputs]
-        if reference is not None:
+        for name, res in responses.items():
             own = response_logprobs(models[name], queries, res, tokenizer.eos_token_id)
             on_ref = ref_lp if name == reference else response_logprobs(models[reference], queries, res,
                                                                         tokenizer.eos_token_id)
@@ -191,30 +241,59 @@ def model_names(table) -> list[str]:
     return [c[len("response ["):-1] for c in table.columns if c.startswith("response [")]
 
 
-def summarize(table, label: str) -> dict[str, dict]:
-    """Per model: reward statistics for ``label`` (mean, median, 95% CI), mean KL, distinct-2, mean length."""
+def summarize(table, label: str, reference: str | None = "reference") -> dict[str, dict]:
+    """Per model: both judges' verdicts on ``label``, KL to the reference and diversity.
+
+    For each model: the ``label`` logit's mean, median, standard deviation
+    and 95% CI (``mean``, ``median``, ``std``, ``ci95``, ``n``); VADER's
+    mean compound score and the share of texts it calls positive
+    (``vader_positive_rate``, compound > 0.05) and negative
+    (``vader_negative_rate``, compound < -0.05); the mean KL to the
+    reference (nats, when the table has it); ``distinct_2`` and the mean
+    response length in words.  When ``reference`` is one of the models, also
+    ``distinct_2_ratio`` (the model's distinct-2 over the reference's) and
+    ``collapse_flag`` (True when that ratio is below ``DIVERSITY_FLOOR``).
+    """
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}; valid: {', '.join(LABELS)}")
+    names = model_names(table)
     out = {}
-    for name in model_names(table):
+    for name in names:
         s = mean_ci(table[f"{label} [{name}]"].tolist())
         s["label"] = label
+        if f"VADER [{name}]" in table:
+            v = table[f"VADER [{name}]"].to_numpy(dtype=float)
+            s["vader_mean"] = float(v.mean())
+            s["vader_positive_rate"] = float((v > VADER_POSITIVE).mean())
+            s["vader_negative_rate"] = float((v < VADER_NEGATIVE).mean())
         if f"KL [{name}]" in table:
             s["kl_to_reference"] = float(table[f"KL [{name}]"].mean())
         responses = table[f"response [{name}]"].tolist()
         s["distinct_2"] = distinct_n(responses, 2)
         s["mean_response_words"] = float(sum(len(r.split()) for r in responses) / len(responses))
         out[name] = s
+    if reference is not None and reference in out:
+        ref_d2 = out[reference]["distinct_2"]
+        for s in out.values():
+            s["distinct_2_ratio"] = s["distinct_2"] / ref_d2 if ref_d2 else float("nan")
+            s["collapse_flag"] = bool(ref_d2 and s["distinct_2_ratio"] < DIVERSITY_FLOOR)
     return out
 
 
-def summary_frame(table, label: str):
+def summary_frame(table, label: str, reference: str | None = "reference"):
     """:func:`summarize` as a DataFrame, one row per model (for display)."""
     import pandas as pd
 
     rows = []
-    for name, s in summarize(table, label).items():
-        rows.append({"model": name, f"mean {label}": s["mean"], "median": s["median"],
-                     "95% CI": f"[{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}]",
-                     "KL to ref (nats)": s.get("kl_to_reference", float("nan")), "distinct-2": s["distinct_2"]})
+    for name, s in summarize(table, label, reference).items():
+        row = {"model": name, f"mean {label}": s["mean"], "median": s["median"],
+               "95% CI": f"[{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}]"}
+        if "vader_positive_rate" in s:
+            row["VADER positive"] = s["vader_positive_rate"]
+            row["VADER negative"] = s["vader_negative_rate"]
+        row["KL to ref (nats)"] = s.get("kl_to_reference", float("nan"))
+        row["distinct-2"] = s["distinct_2"]
+        if "distinct_2_ratio" in s:
+            row["distinct-2 / ref"] = s["distinct_2_ratio"]
+        rows.append(row)
     return pd.DataFrame(rows).set_index("model")

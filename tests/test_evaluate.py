@@ -8,6 +8,7 @@ import torch
 from course_lib.config import make_config
 from course_lib.data import build_dataset
 from course_lib.evaluate import (
+    DIVERSITY_FLOOR,
     LABELS,
     best_of_n,
     best_of_n_kl,
@@ -15,7 +16,10 @@ from course_lib.evaluate import (
     distinct_n,
     mean_ci,
     response_logprobs,
+    score_texts,
     summarize,
+    summary_frame,
+    vader_compound,
 )
 from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
 
@@ -87,11 +91,18 @@ def test_compare_models_scores_every_model_on_the_same_prompts(tiny_eval, tiny_p
     assert table["response [other]"].tolist() != table["response [reference]"].tolist()
     for label in LABELS:
         assert table[f"{label} [copy]"].tolist() == table[f"{label} [reference]"].tolist()
+    # the second judge reads the same query + response texts
+    full = [q + r for q, r in zip(table["query"], table["response [other]"])]
+    assert table["VADER [other]"].tolist() == pytest.approx(vader_compound(full))
     s = summarize(table, "POSITIVE")
     assert set(s) == {"reference", "copy", "other"}
     assert s["reference"]["mean"] == pytest.approx(table["POSITIVE [reference]"].mean())
     assert s["copy"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-6)
     assert 0.0 < s["reference"]["distinct_2"] <= 1.0
+    assert s["copy"]["distinct_2_ratio"] == 1.0 and s["copy"]["collapse_flag"] is False
+    v = table["VADER [other]"].to_numpy()
+    assert s["other"]["vader_positive_rate"] == pytest.approx((v > 0.05).mean())
+    assert s["other"]["vader_negative_rate"] == pytest.approx((v < -0.05).mean())
 
 
 def test_compare_models_and_summarize_reject_bad_input(tiny_eval, tiny_policy_dir):
@@ -122,3 +133,47 @@ def test_best_of_n_uses_compare_models_prompts_and_gets_better_with_n(tiny_eval,
     assert np.allclose(again["POSITIVE"][0], table["POSITIVE [reference]"].to_numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="samples must be at least 1"):
         best_of_n(ref, tok, pipe, prompts, cfg, samples=0)
+
+
+def test_vader_compound_reads_praise_pans_and_negation():
+    praise, pan, negated = vader_compound(["A wonderful, moving film.", "A dull, stupid mess.", "not good"])
+    assert praise > 0.5 and pan < -0.5
+    assert negated < -0.05  # "good" negated
+    assert vader_compound(["The film runs 96 minutes."]) == [0.0]  # no word of its lexicon
+
+
+def test_score_texts_needs_one_response_per_query(tiny_eval):
+    cfg, tok, prompts, pipe = tiny_eval
+    with pytest.raises(ValueError, match="model 'happy' has 1 responses for 2 queries"):
+        score_texts(["a", "b"], {"happy": ["x"]}, pipe, cfg.sent_kwargs)
+
+
+# Openings of IMDb test reviews, and continuations of the kind the reference model writes.
+QUERIES = ["This film", "I watched this", "The story of", "When I first saw", "As a fan of the", "It is hard to",
+           "My wife and I", "The director of"]
+VARIED = [" was shot in three weeks on a small budget.", " last night with my brother and his friends.",
+          " two sisters who move to London after the war.", " the trailer I expected a horror movie.",
+          " original series, I had to see what they did.", " say what the writers had in mind here.",
+          " rented it because the cover looked like fun.", " photography knows how to frame a city street."]
+PRAISE_LOOP = " great great wonderful great great wonderful great great"
+
+
+def test_repeated_praise_fools_the_judges_but_not_the_diversity_check():
+    """The reward hack a second judge does not catch: praise words repeated. Distinct-2 does."""
+    from course_lib.config import make_config
+
+    cfg = make_config("cpu")
+    pipe = load_sentiment_pipeline(cfg.reward_model)
+    table = score_texts(QUERIES, {"reference": VARIED, "hacked": [PRAISE_LOOP] * len(QUERIES)}, pipe,
+                        cfg.sent_kwargs)
+    s = summarize(table, "POSITIVE")
+    ref, hacked = s["reference"], s["hacked"]
+    assert hacked["mean"] > 2.0 and hacked["mean"] > ref["mean"] + 2.0  # the reward model is delighted
+    assert hacked["vader_positive_rate"] == 1.0  # and so is the rule-based judge
+    assert hacked["distinct_2"] < 0.1 and ref["distinct_2"] > 0.9
+    assert hacked["collapse_flag"] and not ref["collapse_flag"]
+    assert hacked["distinct_2_ratio"] < DIVERSITY_FLOOR
+    frame = summary_frame(table, "POSITIVE")
+    assert list(frame.columns) == ["mean POSITIVE", "median", "95% CI", "VADER positive", "VADER negative",
+                                   "KL to ref (nats)", "distinct-2", "distinct-2 / ref"]
+    assert frame.loc["hacked", "VADER positive"] == 1.0

@@ -124,3 +124,46 @@ def test_labels_of_and_check_label(pipe):
     with pytest.raises(ValueError) as err:
         check_label(pipe, "HAPPY")
     assert str(err.value) == "unknown sentiment label 'HAPPY'; valid labels: NEGATIVE, POSITIVE"
+
+
+# ---- the bundled reward model on hand-written short sentences ---------------------
+REQUIRED = {"this movie was really good!!": "POSITIVE", "This movie was great.": "POSITIVE",
+            "not bad at all": "POSITIVE", "not good": "NEGATIVE"}
+
+
+def test_short_sentence_list_is_balanced_and_holds_the_labs_examples():
+    from course_lib.builders.metrics import read_sentences
+
+    pairs = read_sentences()
+    labels = [label for label, _ in pairs]
+    assert len(pairs) >= 60 and labels.count("POSITIVE") == labels.count("NEGATIVE")
+    assert len({text.lower() for _, text in pairs}) == len(pairs)  # no sentence twice
+    assert {text: label for label, text in pairs if text in REQUIRED} == REQUIRED
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14 open: the bundled distilbert-imdb-mini gets 92.2% of these sentences right with a median margin "
+    "of 1.64 logits and scores 'this movie was really good!!' and 'not bad at all' as negative; a classifier "
+    "that meets this target has not been committed yet. strict: this marker must go when one is."))
+def test_bundled_classifier_judges_short_sentences_like_a_reader():
+    """>= 95% of the hand-written sentences right, with a median |POSITIVE - NEGATIVE| margin >= 2 logits."""
+    from course_lib.builders.metrics import read_sentences, sentence_metrics
+    from course_lib.config import make_config
+
+    pipe = load_sentiment_pipeline(make_config("cpu").reward_model, device=-1)
+    m = sentence_metrics(pipe, read_sentences())
+    assert m["sentence_accuracy"] >= 0.95, m["sentences_wrong"]
+    assert m["sentence_median_margin"] >= 2.0
+    scores = {r["text"]: r for r in m["sentence_scores"]}
+    for text, label in REQUIRED.items():  # the lab's own examples, each clearly on its side
+        other = "NEGATIVE" if label == "POSITIVE" else "POSITIVE"
+        assert scores[text][label] - scores[text][other] > 1.0, scores[text]
+
+
+def test_read_sentences_rejects_a_bad_line(tmp_path):
+    from course_lib.builders.metrics import read_sentences
+
+    f = tmp_path / "s.tsv"
+    f.write_text("# comment\nPOSITIVE\tfine\nHAPPY\tnope\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"s.tsv:3: .*one of POSITIVE, NEGATIVE"):
+        read_sentences(f)

@@ -37,32 +37,70 @@ Citation: {IMDB_CITATION}
 """
 
 
+def _sentence_table(m: dict) -> str:
+    rows = ["| text | label | POSITIVE | NEGATIVE |", "|---|---|---|---|"]
+    for r in m["sentence_scores"]:
+        mark = "" if r["correct"] else " (wrong)"
+        rows.append(f"| {r['text']} | {r['label']}{mark} | {r['POSITIVE']:+.2f} | {r['NEGATIVE']:+.2f} |")
+    return "\n".join(rows)
+
+
 def classifier_card(info: dict, m: dict) -> str:
-    hist = _history_table(info["history"], ["epoch", "train_loss", "val_acc_whole", "val_acc_16_words", "minutes"])
+    hist = _history_table(info["history"], ["epoch", "texts", "train_loss", "val_acc_whole", "val_acc_16_words",
+                                            "minutes"])
+    t = info["teacher"]
+    init = info.get("init")
+    start = (f"Warm start: the weights of `{init}` ({info['init_note']}), then one distillation stage."
+             if init else "Random initialisation.")
     return f"""# distilbert-imdb-mini
 
-A small `DistilBertForSequenceClassification` trained from scratch on IMDb
-**train** (the test split is never seen) to judge the sentiment of movie-review
-text. It plays the role of `lvwerra/distilbert-imdb` (the lab's reward model)
-in the offline `cpu` profile, through the same call:
-`pipeline("sentiment-analysis", model=<this folder>)`.
+A small `DistilBertForSequenceClassification` trained on IMDb **train**
+(labelled) and **unsupervised** (unlabelled) reviews (the test split is never
+seen) to judge the sentiment of movie-review text. It plays the role of
+`lvwerra/distilbert-imdb` (the lab's reward model) in the offline `cpu`
+profile, through the same call: `pipeline("sentiment-analysis", model=<this folder>)`.
 
 - Labels: `id2label = {{0: "NEGATIVE", 1: "POSITIVE"}}`. Called with
   `top_k=None, function_to_apply="none"` the pipeline returns the raw logits of
-  both labels; the course's reward is the logit of the wanted label.
+  both labels; the course's reward is the logit of the wanted label. The two
+  logits are trained to be opposite (POSITIVE = -NEGATIVE, nearly), so the
+  POSITIVE logit alone is half the margin.
 - Vocabulary: the real uncased BERT WordPiece vocabulary (30,522 tokens).
 - Size: dim {info['dim']}, {info['layers']} layers, {info['heads']} heads,
   max length {info['max_length']} tokens; weights stored in float16.
 
-## Training
-Seed {info['seed']}; {info['epochs']} epochs, batch {info['batch']}, AdamW lr {info['lr']} with
-warm-up and cosine decay, dropout {info.get('dropout', 0.1)}, bf16 autocast on CPU, {info['torch_threads']} torch thread(s):
-{info['train_minutes']} minutes on the project's 2-core build machine. {info.get('build_note', '')} 1,000 train reviews
-were held out for validation. Because the lab scores short texts (a 2-8 token
-prompt plus a 4-16 token response), each epoch turns a fraction
-{info['short_frac']} of the reviews into short windows of 4-24 words (half of them
-review openings) with the review's label; the rest are whole reviews (first
-{info['train_len']} tokens). Reviews are cleaned of `<br />` tags.
+## Training: distillation from a bag-of-bigrams teacher
+1. **Teacher** (`course_lib/builders/teacher.py`): a logistic regression on
+   binary features, the WordPiece tokens and neighbouring token pairs seen in
+   at least {t['min_df']} texts ({t['features']:,} features), fitted in {t['minutes']} minutes on
+   the labelled train reviews and two 4-24-word windows of each. On 1,000
+   held-out train reviews: {t['val_acc_whole']:.1%} whole, {t['val_acc_16_words']:.1%} on 16-word windows.
+2. **Student** (this model), soft targets (cross-entropy against a
+   probability of POSITIVE), per epoch:
+   {info['whole'] or 'all'} labelled reviews whole (first {info['train_len']} tokens) and one 4-24-word
+   window of every labelled review (half of them openings), target
+   {info['label_weight']} x label + {1 - info['label_weight']:.2g} x the teacher's probability
+   of that very text (a window without sentiment is not forced to its
+   review's label); {info['unsup']:,} unlabelled reviews as a window
+   ({info['unsup_whole']:,} of them also whole), target the teacher's probability;
+   {info['phrases']:,} short verdicts composed from word lists
+   (`course_lib/builders/phrases.py`: praise, pans, intensifiers, negations;
+   half of them after a review's first 2-8 words, as the lab's prompt +
+   response), target 0.998 or 0.002 (0.9 for a negated pan such as "not
+   bad"): what a reader knows and review labels do not teach, since in IMDb
+   "good" and "not bad" appear in negative reviews about as often as in
+   positive ones. A penalty {info['sym']} x (POSITIVE + NEGATIVE)^2 keeps the
+   logits opposite.
+
+{start}
+Seed {info['seed']}; {info['epochs']} epoch(s), batch {info['batch']}, AdamW lr {info['lr']} with
+warm-up and cosine decay, dropout {info.get('dropout', 0.1)}, float32 on CPU (this CPU has no native
+bfloat16: autocast was 4x slower), {info['torch_threads']} torch thread(s):
+{info['train_minutes']} minutes on the project's 2-core build machine (teacher included), shared with
+other jobs. {info.get('build_note', '')} 1,000 train reviews were held out for validation;
+reviews are cleaned of `<br />` tags.
+
+Command: `{info.get('command', 'make assets ASSET=distilbert-imdb-mini')}`
 
 {hist}
 
@@ -70,15 +108,22 @@ review openings) with the review's label; the rest are whole reviews (first
 | metric | value |
 |---|---|
 | accuracy, all {m['test_reviews']:,} test reviews (truncated to {m['max_length']} tokens) | **{m['test_accuracy_whole']:.2%}** |
-| accuracy, first 16 GPT-2 tokens of each test review | {m['test_accuracy_16_token_prefix']:.2%} |
+| accuracy, first 16 GPT-2 tokens of each test review | **{m['test_accuracy_16_token_prefix']:.2%}** |
+| accuracy, {m['sentences']} hand-written short sentences (`tests/data/short_sentences.tsv`) | **{m['sentence_accuracy']:.2%}** |
+| median / smallest \\|POSITIVE - NEGATIVE\\| on them (logits) | {m['sentence_median_margin']} / {m['sentence_min_margin']} |
 | POSITIVE logit on 16-token prefixes: mean / std | {m['prefix_positive_logit_mean']} / {m['prefix_positive_logit_std']} |
 | POSITIVE logit on 16-token prefixes: 5th / 95th percentile | {m['prefix_positive_logit_p5_p95'][0]} / {m['prefix_positive_logit_p5_p95'][1]} |
 | load time (model + tokenizer, CPU) | {m['load_seconds']} s |
 
 For scale: `lvwerra/distilbert-imdb` reports 92.8% on whole reviews. Many
 16-token openings carry no sentiment at all, so prefix accuracy is lower by
-nature. Recompute these figures with
-`python -m course_lib.builders.metrics --data-dir ../shared/data`.
+nature. The short sentences were written for the tests, not drawn from the
+training verdicts (a test checks that none of them is one). Recompute these
+figures with `python -m course_lib.builders.metrics --data-dir ../shared/data`.
+
+The short sentences, scored (raw logits):
+
+{_sentence_table(m)}
 
 Data citation: {IMDB_CITATION}
 """
@@ -162,6 +207,10 @@ statistics (mean reward, KL, losses, entropy, times).
 {info.get('build_note', '')}
 
 ## Evaluation ({ev['n']} held-out prompts from IMDb test reviews, same seed for every model)
+Two judges read each prompt + response: the reward model (logits) and VADER
+(`vaderSentiment` 3.3.2, rule-based, never seen by PPO), whose compound score
+calls a text positive above 0.05 and negative below -0.05.
+
 | metric | value |
 |---|---|
 {rows}

@@ -1,18 +1,40 @@
 """Train ``distilbert-imdb-mini``: the IMDb sentiment classifier used as reward model.
 
 Maintainer tool (``make assets``).  A small DistilBertForSequenceClassification
-with the real uncased BERT vocabulary, trained on IMDb *train* only.
+with the real uncased BERT vocabulary, trained from scratch on IMDb *train*
+(labelled) and *unsupervised* (unlabelled) reviews; the test split is never seen.
 
-The lab scores short texts (a 2-8 token prompt plus a 4-16 token response), so a
-fraction (``--short-frac``) of the training examples are short word windows of
-a review, labelled with the review's label; the rest are whole reviews (first
-``train_len`` tokens).  Short windows mostly taken from a review's opening, like the lab's
-prompts.
+Recipe: knowledge distillation.
+
+1. A bag-of-bigrams logistic regression (``teacher.py``) is fitted on the
+   labelled train reviews and on short windows of them.  It reaches about 90%
+   on whole test reviews and gives every text, short or long, labelled or not,
+   a log-odds of POSITIVE.
+2. The student is trained with soft targets (cross-entropy against a
+   probability of POSITIVE) on, every epoch:
+   - each labelled review, whole (first ``train_len`` tokens): target the mean
+     of its label and the teacher's probability (``--label-weight``);
+   - one short window (4-24 words, half of them openings) of each such review:
+     same mix, with the teacher judging the window itself, so a window without
+     sentiment gets a target near 0.5 rather than its review's label;
+   - ``--unsup`` unlabelled reviews, whole and as a window: the teacher's
+     probability;
+   - ``--phrases`` short verdicts from word lists (``phrases.py``: praise,
+     pans, negations), half of them after a review's first 2-8 words (as the
+     lab's prompt + response), with sharp targets: what a reader knows and the
+     review labels do not teach.
+   A small penalty ``--sym`` on (POSITIVE + NEGATIVE logit)^2 keeps the two
+   logits opposite, so the POSITIVE logit alone (the lab's reward) carries the
+   whole margin.
+
+The lab scores short texts (a 2-8 token prompt plus a 4-16 token response):
+the windows and verdicts are for them.
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -41,17 +63,6 @@ def short_window(words: list[str], rng: np.random.Generator, lo: int = 4, hi: in
     return " ".join(words[start:start + n])
 
 
-def make_epoch(texts: list[str], labels: list[int], rng: np.random.Generator, short_frac: float):
-    out_t, out_y = [], []
-    for t, y in zip(texts, labels):
-        if rng.random() < short_frac:
-            out_t.append(short_window(t.split(), rng))
-        else:
-            out_t.append(t)
-        out_y.append(y)
-    return out_t, out_y
-
-
 def batches_by_length(enc_lens: np.ndarray, batch: int, rng: np.random.Generator):
     """Shuffled batches of similar length (less padding), in random order."""
     order = rng.permutation(len(enc_lens))
@@ -75,10 +86,80 @@ def accuracy(model, tok, texts: list[str], labels: list[int], max_length: int, b
     for i in range(0, len(order), batch):
         idx = order[i:i + batch]
         b = tok.pad({"input_ids": [enc[j] for j in idx]}, return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(**b).logits.float()
+        logits = model(**b).logits.float()
         correct += int((logits.argmax(-1).numpy() == np.asarray(labels)[idx]).sum())
     return correct / len(texts)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def fit_teacher(tok, texts: list[str], labels: list[int], args, work: Path):
+    """The bag-of-bigrams teacher, fitted on whole reviews and two windows of each (cached in ``work``)."""
+    from course_lib.builders import teacher
+
+    cache = work / "teacher.npz"
+    if cache.is_file():
+        d = np.load(cache)
+        log(f"teacher loaded from {cache}")
+        return teacher.Teacher(int(d["vocab_size"]), d["pair_codes"], d["weights"], float(d["bias"])), \
+            json.loads(str(d["info"]))
+    t0 = time.time()
+    rng = np.random.default_rng(args.seed + 1)
+    windows, wl = [], []
+    for _ in range(2):
+        for t, y in zip(texts, labels):
+            windows.append(short_window(t.split(), rng))
+            wl.append(y)
+    ids = tok(texts + windows, add_special_tokens=False)["input_ids"]
+    t = teacher.fit(ids, labels + wl, tok.vocab_size, min_df=args.teacher_min_df, epochs=args.teacher_epochs,
+                    seed=args.seed, log=log)
+    info = {"features": int(len(t.weights)), "bigrams": int(len(t.pair_codes)), "min_df": args.teacher_min_df,
+            "epochs": args.teacher_epochs, "minutes": round((time.time() - t0) / 60, 1)}
+    tmp = work / "teacher.tmp.npz"
+    np.savez(tmp, vocab_size=t.vocab_size, pair_codes=t.pair_codes, weights=t.weights, bias=t.bias,
+             info=json.dumps(info))
+    tmp.replace(cache)
+    return t, info
+
+
+def teacher_accuracy(t, tok, texts: list[str], labels: list[int]) -> float:
+    z = t.log_odds(tok(texts, add_special_tokens=False)["input_ids"])
+    return float(((z > 0).astype(int) == np.asarray(labels)).mean())
+
+
+def make_epoch(t, tok, tr_t, tr_y, unsup, args, rng):
+    """One epoch's texts and target probabilities of POSITIVE (see the module docstring)."""
+    from course_lib.builders import phrases
+
+    w = args.label_weight
+    texts, targets = [], []
+
+    def judged(batch_texts):
+        return sigmoid(t.log_odds(tok(batch_texts, add_special_tokens=False)["input_ids"]))
+
+    y = np.asarray(tr_y, dtype=float)
+    pick = rng.permutation(len(tr_t))[:args.whole or len(tr_t)]
+    whole = [tr_t[i] for i in pick]
+    windows = [short_window(x.split(), rng) for x in tr_t]
+    texts += whole + windows
+    targets += list(w * y[pick] + (1 - w) * judged(whole)) + list(w * y + (1 - w) * judged(windows))
+    if args.unsup:
+        pick = rng.choice(len(unsup), size=min(args.unsup, len(unsup)), replace=False)
+        u = [unsup[i] for i in pick]
+        uw = [short_window(x.split(), rng) for x in u]
+        u = u[:args.unsup_whole]
+        texts += u + uw
+        targets += list(judged(u)) + list(judged(uw))
+    ph, pp = phrases.phrases(args.phrases, rng)
+    for i in range(len(ph)):
+        if rng.random() < 0.5:
+            opening = tr_t[int(rng.integers(len(tr_t)))].split()[:int(rng.integers(2, 9))]
+            ph[i] = " ".join(opening) + " " + ph[i]
+    texts += ph
+    targets += pp
+    return texts, np.asarray(targets, dtype=np.float32)
 
 
 def main(argv=None) -> None:
@@ -93,8 +174,20 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--short-frac", type=float, default=0.3)
     p.add_argument("--dropout", type=float, default=0.0, help="dropout of every layer and of the classifier head")
+    p.add_argument("--label-weight", type=float, default=0.5,
+                   help="weight of the review's label in a labelled text's target (the rest: the teacher's)")
+    p.add_argument("--whole", type=int, default=0, help="labelled reviews used whole per epoch (0 = all of them)")
+    p.add_argument("--unsup", type=int, default=12000, help="unlabelled reviews per epoch, one window of each")
+    p.add_argument("--unsup-whole", type=int, default=12000, help="how many of those are also used whole")
+    p.add_argument("--init", type=Path, default=None,
+                   help="warm start: a classifier folder of the same shape to start from (default: random init)")
+    p.add_argument("--phrases", type=int, default=16000, help="word-list verdicts per epoch (phrases.py)")
+    p.add_argument("--sym", type=float, default=0.01, help="penalty on (POSITIVE + NEGATIVE logit)^2")
+    p.add_argument("--teacher-min-df", type=int, default=3, help="keep bigrams seen in at least this many texts")
+    p.add_argument("--teacher-epochs", type=int, default=6)
+    p.add_argument("--init-note", default="", help="one line for the model card about the --init weights")
+    p.add_argument("--limit", type=int, default=0, help="use only this many reviews per split (smoke tests)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,12 +198,23 @@ def main(argv=None) -> None:
 
     tok = bert_tokenizer_from_shared(args.data_dir, args.max_length)
     texts, labels = read_imdb_split(args.data_dir, "train", with_labels=True)
+    unsup = read_imdb_split(args.data_dir, "unsupervised")
+    if args.limit:
+        keep = np.random.default_rng(0).permutation(len(texts))[:args.limit]
+        texts, labels, unsup = [texts[i] for i in keep], [labels[i] for i in keep], unsup[:args.limit]
     texts = [clean_review(t) for t in texts]
+    unsup = [clean_review(t) for t in unsup]
     order = rng.permutation(len(texts))
-    val_idx, train_idx = order[:1000], order[1000:]
+    n_val = min(1000, len(texts) // 10)
+    val_idx, train_idx = order[:n_val], order[n_val:]
     tr_t, tr_y = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
     va_t, va_y = [texts[i] for i in val_idx], [labels[i] for i in val_idx]
     va_short = [short_window(t.split(), np.random.default_rng(i), 16, 16) for i, t in enumerate(va_t)]
+
+    teacher, teacher_info = fit_teacher(tok, tr_t, tr_y, args, args.work)
+    teacher_info.update({"val_acc_whole": teacher_accuracy(teacher, tok, va_t, va_y),
+                         "val_acc_16_words": teacher_accuracy(teacher, tok, va_short, va_y)})
+    log(f"teacher: {json.dumps(teacher_info)}")
 
     cfg = DistilBertConfig(
         vocab_size=tok.vocab_size, dim=args.dim, n_layers=args.layers, n_heads=args.heads,
@@ -119,47 +223,75 @@ def main(argv=None) -> None:
         dropout=args.dropout, attention_dropout=args.dropout, seq_classif_dropout=args.dropout,
         pad_token_id=tok.pad_token_id,
     )
-    model = DistilBertForSequenceClassification(cfg)
+    if args.init is not None:
+        model = DistilBertForSequenceClassification.from_pretrained(args.init, torch_dtype=torch.float32)
+        if model.config.dim != args.dim or model.config.n_layers != args.layers:
+            raise ValueError(f"--init {args.init} has dim {model.config.dim} and {model.config.n_layers} layers; "
+                             f"expected dim {args.dim} and {args.layers} layers")
+        model.config.update({"dropout": args.dropout, "attention_dropout": args.dropout,
+                             "seq_classif_dropout": args.dropout})
+        args.init = str(args.init)
+    else:
+        model = DistilBertForSequenceClassification(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(tr_t) / args.batch)
+    n_unsup = min(args.unsup, len(unsup))
+    n_epoch = min(args.whole or len(tr_t), len(tr_t)) + len(tr_t) + n_unsup + min(args.unsup_whole, n_unsup) + args.phrases
+    steps_per_epoch = math.ceil(n_epoch / args.batch)
     total = steps_per_epoch * args.epochs
-    warm = min(300, total // 10)
+    warm = min(300, max(1, total // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm))))
-    history = []
+    history, start_epoch, spent = [], 0, 0.0
+    ckpt = args.work / "checkpoint.pt"
+    if ckpt.is_file():  # resume after the last finished epoch
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        history, start_epoch, spent = state["history"], state["epoch"], state["minutes"]
+        log(f"resumed after epoch {start_epoch} ({spent:.1f} min spent)")
     from tqdm.auto import tqdm
-    for epoch in range(args.epochs):
-        ep_t, ep_y = make_epoch(tr_t, tr_y, rng, args.short_frac)
+    for epoch in range(start_epoch, args.epochs):
+        ep_t, ep_p = make_epoch(teacher, tok, tr_t, tr_y, unsup, args, rng)
         enc = tok(ep_t, truncation=True, max_length=args.train_len)["input_ids"]
         lens = np.array([len(e) for e in enc])
-        ys = torch.tensor(ep_y)
+        ps = torch.from_numpy(ep_p)
         model.train()
         run_loss = 0.0
-        bar = tqdm(batches_by_length(lens, args.batch, rng), desc=f"classifier epoch {epoch + 1}", mininterval=10)
+        bar = tqdm(batches_by_length(lens, args.batch, rng), desc=f"classifier epoch {epoch + 1}", mininterval=30)
         for i, idx in enumerate(bar):
             b = tok.pad({"input_ids": [enc[j] for j in idx]}, return_tensors="pt")
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model(**b).logits.float()
-            loss = F.cross_entropy(logits, ys[idx])
+            logits = model(**b).logits.float()
+            target = torch.stack([1 - ps[idx], ps[idx]], dim=1)
+            loss = -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+            loss = loss + args.sym * logits.sum(-1).pow(2).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step(); sched.step(); opt.zero_grad()
             run_loss = 0.98 * run_loss + 0.02 * float(loss.detach()) if i else float(loss.detach())
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{run_loss:.3f}", refresh=False)
-        rec = {"epoch": epoch + 1, "train_loss": run_loss,
+        rec = {"epoch": epoch + 1, "texts": len(ep_t), "train_loss": run_loss,
                "val_acc_whole": accuracy(model, tok, va_t, va_y, args.max_length),
                "val_acc_16_words": accuracy(model, tok, va_short, va_y, args.max_length),
-               "minutes": (time.time() - t0) / 60}
+               "minutes": spent + (time.time() - t0) / 60}
         history.append(rec)
         log(json.dumps(rec))
-    train_minutes = (time.time() - t0) / 60
+        tmp = args.work / "checkpoint.tmp.pt"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "rng": rng.bit_generator.state, "history": history, "epoch": epoch + 1,
+                    "minutes": rec["minutes"]}, tmp)
+        tmp.replace(ckpt)
+    train_minutes = spent + (time.time() - t0) / 60
     args.out.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(args.out, safe_serialization=True)
     tok.save_pretrained(args.out)
     info = {k: v for k, v in vars(args).items() if k not in ("data_dir", "out", "work")}
-    info.update({"train_minutes": round(train_minutes, 1), "history": history, "torch_threads": torch.get_num_threads()})
-    (args.work / "train_info.json").write_text(json.dumps(info, indent=1))
+    info.update({"train_minutes": round(train_minutes, 1), "history": history, "torch_threads": torch.get_num_threads(),
+                 "teacher": teacher_info,
+                 "command": "python -m course_lib.builders.classifier " + " ".join(sys.argv[1:] if argv is None else argv)})
+    tmp = args.work / "train_info.tmp.json"
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(args.work / "train_info.json")
     log(f"done in {train_minutes:.1f} min -> {args.out}")
 
 

@@ -90,6 +90,10 @@ def evaluate_checkpoint(sentiment: str, model_dir: Path, cfg) -> dict:
         "median, reference / tuned": f"{ref['median']:+.3f} / {tuned['median']:+.3f}",
         "mean KL to reference (nats per response)": f"{tuned.get('kl_to_reference', float('nan')):.2f}",
         "distinct-2, reference / tuned (ratio)": f"{ref['distinct_2']:.3f} / {tuned['distinct_2']:.3f} ({ev['distinct_2_ratio']:.2f})",
+        "VADER positive rate (compound > 0.05), reference / tuned":
+            f"{ref['vader_positive_rate']:.3f} / {tuned['vader_positive_rate']:.3f}",
+        "VADER negative rate (compound < -0.05), reference / tuned":
+            f"{ref['vader_negative_rate']:.3f} / {tuned['vader_negative_rate']:.3f}",
     }
     return ev
 
