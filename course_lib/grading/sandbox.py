@@ -182,19 +182,20 @@ def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[st
             cmd += ["--symlink", os.readlink(p), str(p)]
         elif p.is_dir():
             cmd += ["--ro-bind", str(p), str(p)]
+    # scratch in memory only (before the binds: the repository may itself live under /tmp)
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm"]
     # Python, the venv and course_lib, read-only at their own paths (parents made traversable)
-    made: set[Path] = set()
+    made: set[Path] = {Path("/tmp")}
     for root in _python_roots():
         for parent in _parents(root):
             if parent not in made and str(parent) not in ("/usr", "/etc"):
                 cmd += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         cmd += ["--ro-bind", str(root), str(root)]
-    # scratch in memory only
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
-            "--perms", "0755", "--dir", "/home",
+    # the home folder, in memory too
+    cmd += ["--perms", "0755", "--dir", "/home",
             "--perms", "0777", "--size", str(limits.home_bytes), "--tmpfs", HOME,
             "--chdir", HOME]
     for key, value in env.items():
@@ -211,7 +212,7 @@ def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[st
 
 def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The whole environment inside the sandbox (nothing is inherited from the grader)."""
-    venv_bin = str(Path(sys.prefix) / "bin")
+    venv_bin = str(Path(sys.prefix).resolve() / "bin")
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": HOME, "USER": "student", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
@@ -270,7 +271,7 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     """
     workdir = f"{HOME}/course/{assignment}"
     request = {"notebook": nb, "cwd": workdir, "limits": limits.to_json(), "reap_strays": sandbox}
-    inner = [str(Path(sys.prefix) / "bin" / "python"), "-m", "course_lib.grading.runner"]
+    inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-m", "course_lib.grading.runner"]
     run_env = sandbox_env(env)
     tmp_home = None
     if sandbox:
@@ -346,7 +347,7 @@ def check_sandbox(limits: Limits | None = None) -> None:
     if not shutil.which("prlimit") or not shutil.which("setpriv"):
         raise SandboxUnavailable("the grading sandbox needs `prlimit` and `setpriv` (Debian package util-linux)")
     limits = limits or Limits()
-    inner = [str(Path(sys.prefix) / "bin" / "python"), "-c", "import course_lib, nbclient; print('sandbox-ok')"]
+    inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-c", "import course_lib, nbclient; print('sandbox-ok')"]
     cmd = sandbox_command(inner, slot=0, limits=limits, env=sandbox_env())
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
