@@ -162,9 +162,44 @@ def _tasks_of_uid(uid: int) -> int:
     return n
 
 
+class _UidLease:
+    """An exclusive, host-wide claim on one sandbox user id (a lock file per uid).
+
+    The process limit counts every process of a user id, so two sandboxes must
+    never share one, not even from two grading runs (or test suites) at once:
+    the lease takes ``base + slot``, or the next free id 64 further on.
+    """
+
+    def __init__(self, base: int, slot: int):
+        self.base, self.slot, self.fh, self.uid = base, slot, None, None
+
+    def __enter__(self) -> int:
+        import fcntl
+        import tempfile
+
+        for k in range(64):
+            uid = self.base + self.slot + 64 * k
+            fh = open(Path(tempfile.gettempdir()) / f"course-grading-uid-{uid}.lock", "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            self.fh, self.uid = fh, uid
+            return uid
+        raise SandboxUnavailable(f"no free sandbox user id from {self.base + self.slot} on")
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
 def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[str, str],
-                    uid_base: int = DEFAULT_UID_BASE) -> list[str]:
-    """The full command line: prlimit, bwrap (namespaces, mounts), [setpriv], ``inner``."""
+                    uid_base: int = DEFAULT_UID_BASE, uid: int | None = None) -> list[str]:
+    """The full command line: prlimit, bwrap (namespaces, mounts), [setpriv], ``inner``.
+
+    ``uid``: the sandbox user id when running as root (default ``uid_base + slot``).
+    """
     as_root = os.geteuid() == 0
     nproc = limits.processes if as_root else _tasks_of_uid(os.geteuid()) + limits.processes
     cmd = ["setpriv", "--pdeathsig", "KILL", "--",
@@ -201,7 +236,7 @@ def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[st
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     if as_root:
-        uid = uid_base + slot
+        uid = uid_base + slot if uid is None else uid
         if (owner := _uid_in_use(uid)) is not None:
             raise SandboxUnavailable(f"sandbox user id {uid} belongs to the account {owner!r}: choose a free range "
                                      f"with --sandbox-uid-base")
@@ -274,8 +309,10 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-m", "course_lib.grading.runner"]
     run_env = sandbox_env(env)
     tmp_home = None
+    lease = _UidLease(uid_base, slot)
     if sandbox:
-        cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base)
+        uid = lease.__enter__() if os.geteuid() == 0 else None
+        cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base, uid=uid)
         popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         import tempfile
@@ -288,6 +325,13 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
                        JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
                        HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
         cmd, popen_env = inner, run_env
+    try:
+        return _run(cmd, popen_env, request, limits, tmp_home)
+    finally:
+        lease.__exit__()
+
+
+def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_home: str | None) -> RunResult:
     t0 = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
