@@ -44,6 +44,10 @@ EXPECTED_FLAGS = {
 }
 
 
+def _text(x) -> str:
+    return "".join(x) if isinstance(x, list) else str(x)
+
+
 def _flags(row: dict) -> list[str]:
     return [f.strip() for f in row["flags"].split(";") if f.strip()]
 
@@ -85,7 +89,7 @@ def test_crashing_kernel_fails_that_student_only(attack_run):
 @pytest.mark.parametrize("student", sorted(EXPECTED_FLAGS))
 def test_attempts_are_flagged_for_a_human(attack_run, student):
     flags = _flags(attack_run["rows"][student])
-    missing = [f for f in EXPECTED_FLAGS[student] if f not in flags]
+    missing = [f for f in EXPECTED_FLAGS[student] if not any(g == f or g.startswith(f + " (") for g in flags)]
     assert not missing, (student, missing, flags)
 
 
@@ -112,14 +116,18 @@ def test_what_the_attackers_saw(attack_run):
 
     def printed(student: str) -> str:
         nb = load(graded / student / ASSIGNMENT / NB1)
-        return "".join(o.get("text", "") + str(o.get("evalue", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        return "".join(_text(o.get("text", "")) + str(o.get("evalue", "")) for c in nb["cells"] for o in c.get("outputs", []))
 
+    course = str(attack_run["course"])
     out = printed("gradebook_writer")
-    assert "wrote" not in out and "no gradebook at" in out and "databases visible: []" in out, out[-2000:]
+    seen = out[out.index("databases visible:"):].splitlines()[0]
+    assert "wrote" not in out and "no gradebook at" in out, out[-2000:]
+    assert course not in seen and "grading-course" not in seen, seen     # only libraries' own .db files
     out = printed("saboteur")
     assert "cannot write" in out and "\nwrote" not in out and not out.startswith("wrote"), out[-2000:]
     out = printed("solution_reader")
-    assert "notebooks visible: []" in out, out[-2000:]
+    seen = out[out.index("notebooks visible:"):].splitlines()[0]
+    assert course not in seen and "/solutions/" not in seen, seen
 
 
 def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run):
@@ -149,7 +157,7 @@ def test_endless_loop_was_interrupted(attack_run):
     cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == "ex3-collator-tests")
     errors = [o.get("ename") for o in cell["outputs"] if o["output_type"] == "error"]
     assert "GraderCheckFailed" in errors, errors
-    timeouts = [o.get("ename") for c in graded["cells"] for o in c["outputs"] if o["output_type"] == "error"]
+    timeouts = [o.get("ename") for c in graded["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert any(e in ("KeyboardInterrupt", "CellTimeoutError") for e in timeouts), timeouts
 
 
