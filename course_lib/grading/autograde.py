@@ -39,7 +39,7 @@ from pathlib import Path
 from . import gradebook, scan, verify
 from .course import ASSIGNMENT, Course, GradingError, default_course_dir, run_nbgrader, tail, write_atomic
 from .release import sync_gradebook
-from .report import flags_of, generate_feedback, load_state, output_path, print_table, write_csv
+from .report import generate_feedback, load_state, output_path, print_table, write_csv
 from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
@@ -394,7 +394,7 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
         code, out = generate_feedback(course, assignment)
         if code != 0:
             print(f"warning: nbgrader generate_feedback exit {code}:\n{tail(out)}", file=sys.stderr)
-    header, rows = gradebook.grade_table(course, assignment, everyone, results, flags_of(state))
+    header, rows = gradebook.grade_table(course, assignment, everyone, results, state)
     out_path = output_path(course, output)
     write_csv(out_path, header, rows)
     print_table(header, rows)

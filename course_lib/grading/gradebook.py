@@ -67,7 +67,7 @@ def commit(course: Course, work: Path) -> None:
 
 
 def grade_table(course: Course, assignment: str, students: list[str] | None = None,
-                results: dict | None = None, flags: dict[str, list[str]] | None = None) -> tuple[list[str], list[list]]:
+                results: dict | None = None, state: dict | None = None) -> tuple[list[str], list[list]]:
     """Header and rows of the grade table, read from the gradebook.
 
     Columns: ``student_id``, one per notebook (its score: autograded points,
@@ -76,10 +76,15 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
     waiting for a human grader), ``flags`` (what a human should look at, see
     :mod:`.scan`; ``;``-separated) and ``status``.  A student whose grading
     failed gets empty scores, not zeros.
+
+    ``results`` are this run's results; ``state`` is what earlier runs
+    recorded per student (``build/grading-flags.json``: flags and status).
+    A student graded earlier without any gradable notebook has a gradebook
+    entry (zeros) but no autograded folder: the recorded status says so.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
-    results, flags = results or {}, flags or {}
+    results, state = results or {}, state or {}
     if course.db_path is not None and not course.db_path.is_file():
         raise GradingError(f"no gradebook at {course.db_path}: run `make grade` first")
     with Gradebook(course.db_url, course.course_id) as gb:
@@ -95,14 +100,16 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
         rows = []
         for sid in students:
             res = results.get(sid)
+            entry = state.get(sid) if isinstance(state.get(sid), dict) else {}
             status = res.status if res else "graded"
-            flag_text = "; ".join(flags.get(sid, []))
+            flag_text = "; ".join(entry.get("flags", []))
             try:
                 sub = gb.find_submission(assignment, sid)
             except MissingEntry:
                 sub = None
                 status = res.status if res and not res.ok else "not graded yet"
-            if res is None and not any((course.autograded / sid / assignment).glob("*.ipynb")):
+            if (res is None and entry.get("status") != "graded"
+                    and not any((course.autograded / sid / assignment).glob("*.ipynb"))):
                 # a failed grading leaves no autograded folder
                 log = course.logs / f"{sid}.log"
                 status = (f"failed (not autograded; see {course.short(log)})" if log.exists()

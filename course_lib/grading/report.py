@@ -21,10 +21,6 @@ def load_state(course: Course) -> dict:
         return {}
 
 
-def flags_of(state: dict) -> dict[str, list[str]]:
-    return {sid: list(entry.get("flags", [])) for sid, entry in state.items() if isinstance(entry, dict)}
-
-
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -62,7 +58,7 @@ def report(course_dir: str | os.PathLike | None = None, assignment: str = ASSIGN
         code, out = generate_feedback(course, assignment)
         if code != 0:
             print(f"warning: nbgrader generate_feedback exit {code}:\n{tail(out)}", file=sys.stderr)
-    header, rows = grade_table(course, assignment, flags=flags_of(load_state(course)))
+    header, rows = grade_table(course, assignment, state=load_state(course))
     out_path = output_path(course, output)
     write_csv(out_path, header, rows)
     print_table(header, rows)
