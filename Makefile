@@ -9,6 +9,8 @@ PROFILE  ?= cpu
 ASSET    ?= all
 SHARED   ?= ../shared/data
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (tests sharing the graded courses stay in one worker)
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 # students graded at once by `make grade` (default: the number of cores)
 JOBS     ?= $(shell nproc 2>/dev/null || echo 1)
 GPU_CHECK_STEPS ?= 10
@@ -44,7 +46,7 @@ run: $(STAMP)
 	$(BIN)/python -m course_lib.run_lab --profile $(PROFILE) --out build
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 # For a GPU owner: the gpu profile's training on the real Hub models for GPU_CHECK_STEPS steps;
 # seconds per step, peak GPU memory and mean reward in GPU_CHECK_OUT. Without a GPU it says so

@@ -29,6 +29,10 @@ os.environ.update({
     "HF_HOME": _HF_TMP,
     "HF_DATASETS_CACHE": os.path.join(_HF_TMP, "datasets"),
 })
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on the two cores: each, and every kernel or
+    # process it starts, computes with one thread (two threads per process would fight for cores)
+    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 import pytest  # noqa: E402
 
@@ -50,6 +54,11 @@ def pytest_configure(config):
     global _GUARD
     _GUARD = pytest.MonkeyPatch()
     netguard.install(_GUARD.setattr)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Slow tests first (a stable sort): with pytest-xdist the long ones start at once instead of ending the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_unconfigure(config):

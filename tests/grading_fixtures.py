@@ -8,7 +8,7 @@ evidence of the solutions):
   default cell limit of 120 s;
 * run B (``attack_run``): notebook 1 only, for an honest ``victim`` and for
   students who try to cheat, to harm others or to break the grader, graded
-  two at a time with a 60 s cell limit (notebook 1's longest legitimate cell
+  two at a time with a 30 s cell limit (notebook 1's longest legitimate cell
   takes about 3 s on a quiet machine; the margin is for a loaded one).  The course folder, ``course_lib`` and every submission
   are hashed before and after.
 """
@@ -35,7 +35,7 @@ RELEASED = REPO / "notebooks" / ASSIGNMENT
 NOTEBOOK_NAMES = sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
 NB1 = NOTEBOOK_NAMES[0]
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-ATTACK_TIMEOUT = 60
+ATTACK_TIMEOUT = 30
 
 
 def load(path: Path) -> dict:
@@ -165,8 +165,8 @@ found = [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswi
 print("databases visible:", found)
 '''
     solution_reader = f'''import glob, os
-def pad_to_length(seq, length, pad_token_id):
-    return seq
+def tokenize(sample):
+    return sample
 for pattern in [{str(course / "solutions" / ASSIGNMENT / "*.ipynb")!r}, {str(REPO / "solutions" / ASSIGNMENT / "*.ipynb")!r},
                 "/**/solutions/**/*.ipynb"]:
     for path in glob.glob(pattern, recursive=True):
@@ -174,8 +174,8 @@ for pattern in [{str(course / "solutions" / ASSIGNMENT / "*.ipynb")!r}, {str(REP
 print("notebooks visible:", [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswith(".ipynb")])
 '''
     saboteur = f'''import json, os
-def pad_to_length(seq, length, pad_token_id):
-    return seq
+def collator(data):
+    return data
 blank = {{"cells": [], "metadata": {{}}, "nbformat": 4, "nbformat_minor": 5}}
 for path, text in [({str(victim_nb)!r}, json.dumps(blank)),
                    ({str(REPO / "course_lib" / "padding.py")!r}, "def pad_to_length(*a): return 'pwned'"),
@@ -239,8 +239,9 @@ ip.kernel.session.send = send
 def pad_to_length(seq, length, pad_token_id):
     return seq
 '''
-    memory_bomb = pad_ok + '''
-import torch
+    memory_bomb = '''import torch
+def tokenize(sample):
+    return sample
 huge = torch.empty(50 * 10**9, dtype=torch.uint8)   # 50 GB
 more = bytearray(50 * 10**9)
 '''
@@ -273,27 +274,26 @@ while True:
     cell_editor["cells"] = [forged, *cells]
 
     return {
+        # honest: all four exercises, and two of them
         "victim": {"nb": nb1(solved=ex), "earned": 10},
+        "half": {"nb": nb1(solved=("ex2", "ex4")), "earned": 6},
         "silencer": {"nb": nb1(ex1=silencer), "earned": 2},
-        "gradebook_writer": {"nb": nb1(ex1=gradebook_writer), "earned": 0},
-        "solution_reader": {"nb": nb1(ex1=solution_reader), "earned": 0},
-        "saboteur": {"nb": nb1(ex1=saboteur), "earned": 0},
+        # one attack per exercise cell: write the gradebook, read the solutions, overwrite others' files
+        "intruder": {"nb": nb1(ex1=gradebook_writer, ex2=solution_reader, ex3=saboteur), "earned": 0},
         "patcher": {"nb": nb1(ex1=patcher), "earned": 0},
         "always_equal": {"nb": nb1(ex1=always_equal, ex2="def tokenize(sample):\n    return Anything()\n",
                                    ex3="def collator(data):\n    return Anything()\n",
                                    ex4="def score_for_label(output, label):\n    return Anything()\n"), "earned": 0},
         "reply_forger": {"nb": nb1(ex1=reply_forger), "earned": 0},
         "cell_editor": {"nb": cell_editor, "earned": 0},
-        "memory_bomb": {"nb": nb1(ex1=memory_bomb), "earned": 2},
+        # 10 million lines of output after a correct exercise 1, then 100 GB of memory
+        "bomber": {"nb": nb1(ex1=print_bomb, ex2=memory_bomb), "earned": 2},
         "fork_bomb": {"nb": nb1(solved=("ex1", "ex2"), ex3=fork_bomb), "earned": 5},
-        "print_bomb": {"nb": nb1(ex1=print_bomb), "earned": 2},
         "invalid_json": {"nb": json.dumps(nb1(solved=ex))[: -200], "earned": 0},
         "renamed": {"nb": nb1(solved=ex), "name": "1_reward_and_data-Copy1.ipynb", "earned": 0},
-        # careless, not malicious
-        "syntax": {"nb": nb1(solved=("ex1", "ex3", "ex4"), ex2="def tokenize(sample):\n    return {sample['review'][:8]\n"),
-                   "earned": 7},
-        "loop": {"nb": nb1(solved=("ex1", "ex2", "ex4"), ex3="def collator(data):\n    while True:\n        pass\n"),
-                 "earned": 8},
+        # careless, not malicious: a syntax error in exercise 2, an endless loop in exercise 3
+        "careless": {"nb": nb1(solved=("ex1", "ex4"), ex2="def tokenize(sample):\n    return {sample['review'][:8]\n",
+                               ex3="def collator(data):\n    while True:\n        pass\n"), "earned": 5},
         "crash": {"nb": nb1(solved=ex, ex1="import os\nos._exit(1)\n"), "earned": 8},
     }
 

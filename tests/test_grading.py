@@ -29,6 +29,9 @@ from course_lib import grading
 from grading_fixtures import (ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, NOTEBOOK_NAMES, RELEASED, REPO,  # noqa: E402
                               SOLUTIONS, load, meta, source)
 
+# run A is a session fixture: under pytest-xdist every test that uses it runs in one worker
+pytestmark = pytest.mark.xdist_group("graded-courses")
+
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 

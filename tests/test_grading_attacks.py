@@ -20,25 +20,24 @@ from pathlib import Path
 
 import pytest
 
-from grading_fixtures import (ASSIGNMENT, NB1, NOTEBOOK_NAMES, SOLUTIONS, autograde, load, meta, new_course,
-                              read_grades, solved_source)
+from grading_fixtures import (ASSIGNMENT, ATTACK_TIMEOUT, NB1, NOTEBOOK_NAMES, SOLUTIONS, autograde, load, meta,
+                              new_course, read_grades, solved_source)
 
-pytestmark = pytest.mark.slow
+# run B's courses are session fixtures: under pytest-xdist every test that uses them runs in one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("graded-courses")]
 
 NB1_STEM = Path(NB1).stem
 #: Flags a human reviewer must see for each attacker (a subset of what the row lists).
 EXPECTED_FLAGS = {
     "silencer": [f"{NB1_STEM}:exception-handler-override", f"{NB1_STEM}:check-failed-silently:ex2-tokenize-tests"],
-    "gradebook_writer": [f"{NB1_STEM}:grader-files"],
-    "solution_reader": [f"{NB1_STEM}:grader-files"],
-    "saboteur": [f"{NB1_STEM}:grader-files"],
+    "intruder": [f"{NB1_STEM}:grader-files"],
     "patcher": [f"{NB1_STEM}:library-patched", f"{NB1_STEM}:builtins-patched", f"{NB1_STEM}:evidence-forgery"],
     "always_equal": [f"{NB1_STEM}:comparison-override"],
     "reply_forger": [f"{NB1_STEM}:ipython-internals", f"{NB1_STEM}:kernel-messaging"],
     "cell_editor": [f"{NB1_STEM}:graded-cell-deleted:ex1-pad-tests", f"{NB1_STEM}:locked-cell-edited:ex2-tokenize-tests",
                     f"{NB1_STEM}:cell-metadata-edited:ex3-collator-tests"],
     "fork_bomb": [f"{NB1_STEM}:spawns-processes"],
-    "print_bomb": [f"{NB1_STEM}:output-bomb"],
+    "bomber": [f"{NB1_STEM}:output-bomb"],
     "invalid_json": [f"unreadable-notebook:{NB1}"],
     "renamed": ["unexpected-file:1_reward_and_data-Copy1.ipynb", f"missing-notebook:{NB1}"],
 }
@@ -59,9 +58,8 @@ def test_the_batch_completes_with_a_row_for_everyone(attack_run):
     assert set(attack_run["students"]) | {"perfect", "untouched"} == set(rows), sorted(rows)
 
 
-@pytest.mark.parametrize("student", ["victim", "silencer", "gradebook_writer", "solution_reader", "saboteur",
-                                     "patcher", "always_equal", "reply_forger", "cell_editor", "memory_bomb",
-                                     "print_bomb", "invalid_json", "renamed", "syntax", "loop"])
+@pytest.mark.parametrize("student", ["victim", "half", "silencer", "intruder", "patcher", "always_equal",
+                                     "reply_forger", "cell_editor", "bomber", "invalid_json", "renamed", "careless"])
 def test_each_submission_scores_exactly_what_it_earned(attack_run, student):
     row = attack_run["rows"][student]
     earned = attack_run["students"][student]["earned"]
@@ -95,8 +93,9 @@ def test_attempts_are_flagged_for_a_human(attack_run, student):
 
 def test_honest_students_raise_no_flag_and_keep_their_marks(attack_run):
     rows = attack_run["rows"]
-    victim_flags = [f for f in _flags(rows["victim"]) if not f.startswith("missing-notebook:")]
-    assert victim_flags == [] and float(rows["victim"]["total_score"]) == 10
+    for sid, points in (("victim", 10), ("half", 6)):
+        flags = [f for f in _flags(rows[sid]) if not f.startswith("missing-notebook:")]
+        assert flags == [] and float(rows[sid]["total_score"]) == points, rows[sid]
     for sid in ("perfect", "untouched"):     # graded in run A, unchanged by everything in run B
         assert rows[sid] == attack_run["before_rows"][sid], sid
 
@@ -119,16 +118,14 @@ def test_what_the_attackers_saw(attack_run):
         return "".join(_text(o.get("text", "")) + str(o.get("evalue", "")) for c in nb["cells"] for o in c.get("outputs", []))
 
     course = str(attack_run["course"])
-    out = printed("gradebook_writer")
+    out = printed("intruder")
     seen = out[out.index("databases visible:"):].splitlines()[0]
     assert "wrote" not in out and "no gradebook at" in out, out[-2000:]
     assert course not in seen and "grading-course" not in seen, seen     # only libraries' own .db files
-    out = printed("saboteur")
     written = [ln for ln in out.splitlines() if ln.startswith("wrote ")]
     # only its own /tmp (in memory, gone with the sandbox) took a write
     assert "cannot write" in out and all("/course-grading-canary-" in ln for ln in written), out[-2000:]
-    out = printed("solution_reader")
-    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]
+    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]     # the solution reader found nothing
 
 
 def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run):
@@ -140,21 +137,27 @@ def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run
                 body = [ln.strip() for ln in solved_source(cell).splitlines()]
                 secrets += [ln for ln in body if ln.startswith("return ") and len(ln) > 25]
     assert len(secrets) >= 4, secrets
-    texts = [(course / "autograded" / "solution_reader" / ASSIGNMENT / NB1).read_text(encoding="utf-8")]
-    texts += [p.read_text(encoding="utf-8") for p in (course / "feedback" / "solution_reader").rglob("*.html")]
+    texts = [(course / "autograded" / "intruder" / ASSIGNMENT / NB1).read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in (course / "feedback" / "intruder").rglob("*.html")]
     assert len(texts) == 2
     for text in texts:
         leaked = [s for s in secrets if s in text or json.dumps(s)[1:-1] in text]
         assert not leaked, leaked
 
 
-def test_output_bomb_is_cut(attack_run):
-    path = attack_run["course"] / "autograded" / "print_bomb" / ASSIGNMENT / NB1
-    assert path.stat().st_size < 2_000_000, path.stat().st_size
+def test_output_and_memory_bombs_are_contained(attack_run):
+    path = attack_run["course"] / "autograded" / "bomber" / ASSIGNMENT / NB1
+    assert path.stat().st_size < 2_000_000, path.stat().st_size       # 10 million lines cut to 2 MB
+    graded = load(path)
+    cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == "ex2-tokenize-solution")
+    errors = [(o.get("ename"), str(o.get("evalue"))) for o in cell["outputs"] if o["output_type"] == "error"]
+    # 50 GB asked for, refused by the sandbox's 8 GB address-space limit; the kernel lived on
+    assert errors and (errors[0][0] == "MemoryError" or "alloc" in errors[0][1]), errors
+    assert attack_run["rows"]["bomber"]["status"] == "graded"
 
 
 def test_endless_loop_was_interrupted(attack_run):
-    graded = load(attack_run["course"] / "autograded" / "loop" / ASSIGNMENT / NB1)
+    graded = load(attack_run["course"] / "autograded" / "careless" / ASSIGNMENT / NB1)
     cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == "ex3-collator-tests")
     errors = [o.get("ename") for o in cell["outputs"] if o["output_type"] == "error"]
     assert "GraderCheckFailed" in errors, errors
@@ -163,53 +166,48 @@ def test_endless_loop_was_interrupted(attack_run):
 
 
 # ---- parallel equals serial; a crash of the grader changes nothing ------------------------------------
-@pytest.fixture(scope="module")
-def six_students(graded_course, tmp_path_factory):
-    """A second course with six notebook-1 submissions, sharing run A's cached expected results."""
-    from grading_fixtures import attacks, student_notebook
+SERIAL = ("victim", "half", "silencer", "invalid_json")
 
-    course = new_course(tmp_path_factory.mktemp("parallel-course"))
-    cache = graded_course["course"] / "build" / "grading-cache"
-    (course / "build").mkdir()
+
+@pytest.fixture(scope="module")
+def serial_course(attack_run, tmp_path_factory):
+    """A second course: four of run B's students graded one at a time (run B graded two at a time)."""
     import shutil
-    shutil.copytree(cache, course / "build" / "grading-cache")
-    specs = attacks(course, Path("/tmp/unused-canary"))
-    chosen = {"victim": specs["victim"]["nb"], "silencer": specs["silencer"]["nb"],
-              "patcher": specs["patcher"]["nb"], "syntax": specs["syntax"]["nb"],
-              "invalid_json": specs["invalid_json"]["nb"],
-              "half": student_notebook(NB1, {"ex2-tokenize-solution", "ex4-score-solution"})}
-    for sid, nb in chosen.items():
-        path = course / "submitted" / sid / ASSIGNMENT / NB1
-        path.parent.mkdir(parents=True)
-        path.write_text(nb if isinstance(nb, str) else json.dumps(nb), encoding="utf-8")
+
+    course = new_course(tmp_path_factory.mktemp("serial-course"))
+    (course / "build").mkdir()
+    shutil.copytree(attack_run["course"] / "build" / "grading-cache", course / "build" / "grading-cache")
+    for sid in SERIAL:
+        shutil.copytree(attack_run["course"] / "submitted" / sid, course / "submitted" / sid)
+    t0 = time.time()
+    proc = autograde(course, "--jobs", "1", "--timeout", str(ATTACK_TIMEOUT), "--output", "serial.csv")
+    print(f"[{len(SERIAL)} students one at a time: {time.time() - t0:.0f} s]")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return course
 
 
-def test_parallel_grading_equals_serial_grading(six_students):
-    course = six_students
-    t0 = time.time()
-    serial = autograde(course, "--jobs", "1", "--timeout", "60", "--no-feedback", "--output", "serial.csv")
-    t1 = time.time()
-    parallel = autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback", "--force",
-                         "--output", "parallel.csv")
-    t2 = time.time()
-    print(f"[6 students: serial {t1 - t0:.0f} s, 2 jobs {t2 - t1:.0f} s]")
-    for proc in (serial, parallel):
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    a, b = (course / "serial.csv").read_bytes(), (course / "parallel.csv").read_bytes()
-    assert a == b, (a.decode(), b.decode())
-    rows = read_grades(course / "parallel.csv")
-    assert len(rows) == 6 and float(rows["victim"]["total_score"]) == 10 and float(rows["half"]["total_score"]) == 6
+def _lines(table: Path, students) -> list[str]:
+    return [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln.split(",", 1)[0] in students]
 
 
-def test_a_grader_killed_mid_run_leaves_gradebook_and_table_as_they_were(six_students):
-    course = six_students
-    if not (course / "grades.csv").exists():
-        assert autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback").returncode == 0
-    gradebook, table = course / "build" / "gradebook.db", course / "grades.csv"
+def test_parallel_grading_equals_serial_grading(attack_run, serial_course):
+    """Run B's rows (two at a time, beside attackers) equal, byte for byte, the rows of a serial run."""
+    serial = _lines(serial_course / "serial.csv", SERIAL)
+    parallel = _lines(attack_run["course"] / "grades.csv", SERIAL)
+    assert len(serial) == len(SERIAL) and serial == parallel, (serial, parallel)
+    head = (serial_course / "serial.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert head == (attack_run["course"] / "grades.csv").read_text(encoding="utf-8").splitlines()[0]
+    rows = read_grades(serial_course / "serial.csv")
+    assert float(rows["victim"]["total_score"]) == 10 and float(rows["half"]["total_score"]) == 6
+
+
+def test_a_grader_killed_mid_run_leaves_gradebook_and_table_as_they_were(serial_course):
+    course = serial_course
+    gradebook, table = course / "build" / "gradebook.db", course / "serial.csv"
     before = (gradebook.read_bytes(), table.read_bytes())
     proc = subprocess.Popen([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course), "autograde",
-                             "--submissions", "submitted", "--jobs", "2", "--force", "--no-feedback"],
+                             "--submissions", "submitted", "--jobs", "2", "--force", "--no-feedback",
+                             "--output", "serial.csv"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = ""
     deadline = time.time() + 300
@@ -223,8 +221,8 @@ def test_a_grader_killed_mid_run_leaves_gradebook_and_table_as_they_were(six_stu
     proc.wait(timeout=60)
     assert "autograding" in seen, seen
     assert (gradebook.read_bytes(), table.read_bytes()) == before
-    # the next run cleans up after the killed one and completes (two students regraded; the table is whole)
-    again = autograde(course, "--jobs", "2", "--timeout", "60", "--no-feedback", "--force", "--output", "again.csv",
-                      "--student", "victim", "--student", "half")
+    # the next run cleans up after the killed one and completes (one student regraded; the table is whole)
+    again = autograde(course, "--jobs", "2", "--timeout", str(ATTACK_TIMEOUT), "--no-feedback", "--force",
+                      "--output", "again.csv", "--student", "half")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert read_grades(course / "again.csv") == read_grades(table)
