@@ -150,7 +150,9 @@ def attacks(course: Path, canary: Path) -> dict[str, dict]:
         return student_notebook(NB1, {ex[k] for k in solved}, {ex[k]: v for k, v in replace.items()})
 
     silencer = pad_ok + "\n\nget_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)\n"
-    gradebook_writer = f'''import sqlite3, os
+    # the whole file system but the system's and the Python installation's files (fast enough for a 30 s cell)
+    walk_setup = 'SYSTEM = {"proc", "sys", "dev", "usr", "site-packages", "dist-packages"}\n'
+    gradebook_writer = walk_setup + f'''import sqlite3, os
 def pad_to_length(seq, length, pad_token_id):
     return seq
 for path in [{str(gradebook)!r}, "../../build/gradebook.db", "/build/gradebook.db"]:
@@ -161,17 +163,27 @@ for path in [{str(gradebook)!r}, "../../build/gradebook.db", "/build/gradebook.d
         print("wrote", path)
     except Exception as e:
         print("no gradebook at", path, type(e).__name__)
-found = [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswith(".db")]
+found = []
+for d, dirs, fs in os.walk("/"):
+    dirs[:] = [x for x in dirs if x not in SYSTEM]
+    found += [os.path.join(d, f) for f in fs if f.endswith(".db")]
 print("databases visible:", found)
 '''
-    solution_reader = f'''import glob, os
+    solution_reader = walk_setup + f'''import glob, os
 def tokenize(sample):
     return sample
-for pattern in [{str(course / "solutions" / ASSIGNMENT / "*.ipynb")!r}, {str(REPO / "solutions" / ASSIGNMENT / "*.ipynb")!r},
-                "/**/solutions/**/*.ipynb"]:
-    for path in glob.glob(pattern, recursive=True):
+for pattern in [{str(course / "solutions" / ASSIGNMENT / "*.ipynb")!r}, {str(REPO / "solutions" / ASSIGNMENT / "*.ipynb")!r}]:
+    for path in glob.glob(pattern):
         print(open(path).read())
-print("notebooks visible:", [os.path.join(d, f) for d, _, fs in os.walk("/") for f in fs if f.endswith(".ipynb")])
+found = []
+for d, dirs, fs in os.walk("/"):
+    dirs[:] = [x for x in dirs if x not in SYSTEM]
+    for f in fs:
+        if f.endswith(".ipynb"):
+            found.append(os.path.join(d, f))
+            if "solutions" in d:
+                print(open(os.path.join(d, f)).read())
+print("notebooks visible:", found)
 '''
     saboteur = f'''import json, os
 def collator(data):

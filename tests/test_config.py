@@ -17,7 +17,7 @@ def test_cpu_profile():
     assert cfg.policy_model == str(ASSETS / "gpt2-imdb-mini")
     assert cfg.reward_model == str(ASSETS / "distilbert-imdb-mini")
     assert cfg.dataset == str(ASSETS / "imdb-mini")
-    assert (cfg.learning_rate, cfg.batch_size, cfg.mini_batch_size, cfg.steps) == (5e-4, 32, 8, 20)
+    assert (cfg.learning_rate, cfg.batch_size, cfg.mini_batch_size, cfg.steps, cfg.ppo_epochs) == (5e-4, 32, 8, 12, 2)
     assert (cfg.reward_scale, cfg.init_kl_coef) == (3.0, 0.3)
     assert cfg.eval_prompts == 512
     assert cfg.target_label == "POSITIVE"
@@ -40,7 +40,8 @@ def test_shared_lab_values():
         cfg = make_config(profile)
         assert (cfg.min_review_chars, cfg.prompt_min_tokens, cfg.prompt_max_tokens) == (200, 2, 8)
         assert (cfg.response_min_tokens, cfg.response_max_tokens) == (4, 16)
-        assert (cfg.ppo_epochs, cfg.adap_kl_ctrl, cfg.kl_target) == (4, True, 6.0)
+        assert (cfg.adap_kl_ctrl, cfg.kl_target) == (True, 6.0)
+        assert cfg.ppo_epochs == {"cpu": 2, "gpu": 4}[profile]     # the lab's 4 at full scale
         assert cfg.sent_kwargs == {"top_k": None, "function_to_apply": "none", "batch_size": 16}
 
 
@@ -131,7 +132,8 @@ def test_ppo_config_matches(profile):
     assert isinstance(ppo, PPOConfig)
     assert ppo.learning_rate == cfg.learning_rate
     assert (ppo.batch_size, ppo.mini_batch_size) == (cfg.batch_size, cfg.mini_batch_size)
-    assert (ppo.ppo_epochs, ppo.init_kl_coef, ppo.adap_kl_ctrl, ppo.target) == (4, cfg.init_kl_coef, True, 6.0)
+    assert (ppo.ppo_epochs, ppo.init_kl_coef, ppo.adap_kl_ctrl, ppo.target) == (cfg.ppo_epochs, cfg.init_kl_coef,
+                                                                                True, 6.0)
     assert ppo.seed == 4 and ppo.log_with is None
     assert ppo.model_name == cfg.policy_model
     assert ppo.reward_model == f"sentiment-analysis:{cfg.reward_model}"

@@ -125,7 +125,8 @@ def test_what_the_attackers_saw(attack_run):
     written = [ln for ln in out.splitlines() if ln.startswith("wrote ")]
     # only its own /tmp (in memory, gone with the sandbox) took a write
     assert "cannot write" in out and all("/course-grading-canary-" in ln for ln in written), out[-2000:]
-    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]     # the solution reader found nothing
+    assert "notebooks visible:" in out, out[-2000:]                        # the solution reader looked everywhere
+    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]     # and found nothing
 
 
 def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run):
