@@ -79,7 +79,7 @@ def summarize(records: list[dict], device: dict, cfg, seconds_total: float, peak
 
 
 def main(argv=None) -> int:
-    from course_lib.train import _parse_value
+    from course_lib.train import parse_set
 
     p = argparse.ArgumentParser(description="Check a real GPU run of the gpu profile (Hub models, full size).")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"PPO steps (default {DEFAULT_STEPS})")
@@ -91,12 +91,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps must be at least 1, got {args.steps}")
-    overrides = {"steps": args.steps, "target_label": args.sentiment}
-    for item in args.set:
-        if "=" not in item:
-            p.error(f"--set takes NAME=VALUE, got {item!r}")
-        name, value = item.split("=", 1)
-        overrides[name] = _parse_value(value)
+    overrides = {"steps": args.steps, "target_label": args.sentiment, **parse_set(p, args.set)}
 
     from course_lib.config import make_config
     from course_lib.jsonio import save_json

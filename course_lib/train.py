@@ -415,11 +415,7 @@ def main(argv=None) -> int:
     overrides = {"target_label": args.sentiment, "seed": args.seed}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    for item in args.set:
-        if "=" not in item:
-            p.error(f"--set takes NAME=VALUE, got {item!r}")
-        name, value = item.split("=", 1)
-        overrides[name] = _parse_value(value)
+    overrides.update(parse_set(p, args.set))
     try:
         cfg = make_config(args.profile, **overrides)
     except ValueError as e:
@@ -435,6 +431,18 @@ def main(argv=None) -> int:
         print(f"{len(records)} steps; mean {cfg.target_label} reward {first:+.3f} (first step) -> {last:+.3f} "
               f"(last 5) over {records[-1]['env/reward_n']} prompts a step; saved to {args.output}", flush=True)
     return 0
+
+
+def parse_set(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``--set NAME=VALUE ...`` as overrides for ``make_config`` (numbers, True/False/None parsed);
+    an item without ``=`` is a usage error of ``parser``."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            parser.error(f"--set takes NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        overrides[name] = _parse_value(value)
+    return overrides
 
 
 def _parse_value(text: str):
