@@ -120,7 +120,7 @@ def test_what_the_attackers_saw(attack_run):
     course = str(attack_run["course"])
     out = printed("intruder")
     seen = out[out.index("databases visible:"):].splitlines()[0]
-    assert "wrote" not in out and "no gradebook at" in out, out[-2000:]
+    assert "updated the gradebook" not in out and "no gradebook at" in out, out[-2000:]
     assert course not in seen and "grading-course" not in seen, seen     # only libraries' own .db files
     written = [ln for ln in out.splitlines() if ln.startswith("wrote ")]
     # only its own /tmp (in memory, gone with the sandbox) took a write
