@@ -110,23 +110,25 @@ def test_nothing_outside_the_sandboxes_changed(attack_run):
 
 
 def test_what_the_attackers_saw(attack_run):
-    """The graded notebooks show the attempts failing: no gradebook, no solutions, read-only course_lib."""
-    graded = attack_run["course"] / "autograded"
+    """The intruder's cells show each attempt failing: no gradebook, no solutions, read-only course_lib."""
+    graded = load(attack_run["course"] / "autograded" / "intruder" / ASSIGNMENT / NB1)
 
-    def printed(student: str) -> str:
-        nb = load(graded / student / ASSIGNMENT / NB1)
-        return "".join(_text(o.get("text", "")) + str(o.get("evalue", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    def printed(grade_id: str) -> str:
+        cell = next(c for c in graded["cells"] if meta(c).get("grade_id") == grade_id)
+        return "".join(_text(o.get("text", "")) + str(o.get("evalue", "")) for o in cell.get("outputs", []))
 
     course = str(attack_run["course"])
-    out = printed("intruder")
+    out = printed("ex1-pad-solution")                                   # the gradebook writer
     seen = out[out.index("databases visible:"):].splitlines()[0]
     assert "updated the gradebook" not in out and "no gradebook at" in out, out[-2000:]
     assert course not in seen and "grading-course" not in seen, seen     # only libraries' own .db files
+    out = printed("ex3-collator-solution")                              # the saboteur
     written = [ln for ln in out.splitlines() if ln.startswith("wrote ")]
     # only its own /tmp (in memory, gone with the sandbox) took a write
     assert "cannot write" in out and all("/course-grading-canary-" in ln for ln in written), out[-2000:]
-    assert "notebooks visible:" in out, out[-2000:]                        # the solution reader looked everywhere
-    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]     # and found nothing
+    out = printed("ex2-tokenize-solution")                              # the solution reader
+    assert "notebooks visible:" in out, out[-2000:]                     # it looked everywhere
+    assert course not in out and str(SOLUTIONS) not in out, out[-2000:]  # and found nothing
 
 
 def test_solutions_do_not_leak_into_an_attackers_notebook_or_feedback(attack_run):
