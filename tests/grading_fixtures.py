@@ -3,7 +3,7 @@
 Two grading runs share one temporary copy of the course (and so the cached
 evidence of the solutions):
 
-* run A (``graded_course``): ``perfect`` (every exercise solved, all three
+* run A (``graded_course``): ``perfect`` (every exercise solved, all four
   notebooks) and ``untouched`` (the released copies), with the course's
   default cell limit of 120 s;
 * run B (``attack_run``): notebook 1 only, for an honest ``victim`` and for
@@ -117,7 +117,7 @@ GRADER_OUTPUTS = ("build", "autograded", "feedback", "grades.csv")
 
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory):
-    """Run A: ``perfect`` and ``untouched`` on all three notebooks; returns what it produced."""
+    """Run A: ``perfect`` and ``untouched`` on all four notebooks; returns what it produced."""
     course = new_course(tmp_path_factory.mktemp("grading-course"))
     sub = course / "submitted"
     for name in NOTEBOOK_NAMES:

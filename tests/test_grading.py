@@ -267,7 +267,7 @@ def test_points_announced_in_the_first_cell_add_up(name):
 
 # ---- grading round trip -----------------------------------------------------------------------
 # Run A of tests/grading_fixtures.py: ``perfect`` (every exercise solved) and ``untouched`` (the released
-# copies), all three notebooks, graded in sandboxes two at a time.
+# copies), all four notebooks, graded in sandboxes two at a time.
 def _expected_points() -> dict[str, dict[str, float]]:
     """Per notebook: autograded points of each test cell (from the solutions' metadata)."""
     return {Path(n).stem: {meta(c)["grade_id"]: float(meta(c)["points"])
