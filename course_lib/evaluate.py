@@ -161,7 +161,7 @@ def score_texts(query_texts: Sequence[str], responses: Mapping[str, Sequence[str
 
 
 def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: int | None = None,
-                   seed: int = 1234, reference: str | None = "reference"):
+                   seed: int = 1234, reference: str | None = "reference", previous=None):
     """Generate with every model on the first ``n`` prompts and score everything.
 
     ``models``: ``{"reference": ref_model, "happy": model, ...}`` (plain causal
@@ -172,23 +172,57 @@ def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: 
     ``NEGATIVE [m]`` logits, ``VADER [m]`` compound score) and, when
     ``reference`` names one of the models, ``KL [m]`` (nats, the Monte-Carlo
     estimate log p_m - log p_ref of the sampled response).
+
+    ``previous``: a table an earlier call returned for the same prompts, ``n``,
+    ``seed`` and reference.  Models it already has columns for are not run
+    again: their columns are copied (same seed, same answers), so adding one
+    model to a comparison costs only that model's generation and scoring.
     """
     import numpy as np
 
     if reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} is not among the models: {', '.join(models)}")
     queries, query_texts, lengths = _eval_prompts(prompts, cfg, n, seed)
-    responses = generate_for_eval(models, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed)
+    reused = _reusable(previous, list(models), query_texts, seed, reference)
+    new = {name: m for name, m in models.items() if name not in reused}
+    responses = generate_for_eval(new, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed)
     texts = {name: tokenizer.batch_decode(res, skip_special_tokens=True) for name, res in responses.items()}
     table = score_texts(query_texts, texts, sentiment_pipe, cfg.sent_kwargs)
     if reference is not None:
-        ref_lp = response_logprobs(models[reference], queries, responses[reference], tokenizer.eos_token_id)
         for name, res in responses.items():
             own = response_logprobs(models[name], queries, res, tokenizer.eos_token_id)
-            on_ref = ref_lp if name == reference else response_logprobs(models[reference], queries, res,
-                                                                        tokenizer.eos_token_id)
+            on_ref = own if name == reference else response_logprobs(models[reference], queries, res,
+                                                                     tokenizer.eos_token_id)
             table[f"KL [{name}]"] = np.asarray(own) - np.asarray(on_ref)
+    for name in reused:
+        for col in _model_columns(name, reference is not None):
+            table[col] = previous[col].to_numpy()
+    # columns in the models' order: every model's answers and scores, then every model's KL
+    cols = [c for name in models for c in _model_columns(name, False)]
+    table = table[["query"] + cols + ([f"KL [{name}]" for name in models] if reference is not None else [])]
+    table.attrs["compare"] = {"seed": seed, "reference": reference}
     return table
+
+
+def _model_columns(name: str, with_kl: bool) -> list[str]:
+    """The columns :func:`compare_models` writes for one model."""
+    cols = [f"response [{name}]"] + [f"{label} [{name}]" for label in LABELS] + [f"VADER [{name}]"]
+    return cols + [f"KL [{name}]"] if with_kl else cols
+
+
+def _reusable(previous, names: list[str], query_texts: list[str], seed: int, reference) -> list[str]:
+    """The models whose columns ``previous`` (an earlier :func:`compare_models` table) can supply."""
+    if previous is None:
+        return []
+    made = previous.attrs.get("compare")
+    if made is None or "query" not in previous.columns:
+        raise ValueError("previous must be a table returned by compare_models")
+    if made["seed"] != seed or made["reference"] != reference:
+        raise ValueError(f"previous was made with seed {made['seed']} and reference {made['reference']!r}; "
+                         f"this call has seed {seed} and reference {reference!r}")
+    if previous["query"].tolist() != list(query_texts):
+        raise ValueError("previous was made on other prompts (its queries differ); pass the same prompts and n")
+    return [name for name in names if all(c in previous.columns for c in _model_columns(name, reference is not None))]
 
 
 def best_of_n_kl(n: int) -> float:

@@ -105,6 +105,36 @@ def test_compare_models_scores_every_model_on_the_same_prompts(tiny_eval, tiny_p
     assert s["other"]["vader_negative_rate"] == pytest.approx((v < -0.05).mean())
 
 
+def test_compare_models_reuses_the_columns_of_a_previous_table(tiny_eval, tiny_policy_dir, monkeypatch):
+    import pandas as pd
+
+    import course_lib.evaluate as ev
+
+    cfg, tok, prompts, pipe = tiny_eval
+    ref = load_policy(str(tiny_policy_dir), value_head=False)
+    other = load_policy(str(tiny_policy_dir), value_head=False)
+    with torch.no_grad():
+        other.transformer.wte.weight.add_(0.5 * torch.randn_like(other.transformer.wte.weight))
+    both = compare_models({"reference": ref, "other": other}, tok, pipe, prompts, cfg, n=5, seed=7)
+    first = compare_models({"reference": ref}, tok, pipe, prompts, cfg, n=5, seed=7)
+    generated = []
+    real = ev.generate_for_eval
+    monkeypatch.setattr(ev, "generate_for_eval", lambda models, *a, **k: generated.append(list(models)) or
+                        real(models, *a, **k))
+    again = compare_models({"reference": ref, "other": other}, tok, pipe, prompts, cfg, n=5, seed=7, previous=first)
+    assert generated == [["other"]]  # the reference's answers came from `first`
+    pd.testing.assert_frame_equal(again, both)
+    # a table from other prompts or another seed is refused, not silently mixed in
+    with pytest.raises(ValueError, match="seed 7 and reference 'reference'; this call has seed 8"):
+        compare_models({"reference": ref, "other": other}, tok, pipe, prompts, cfg, n=5, seed=8, previous=first)
+    with pytest.raises(ValueError, match="other prompts"):
+        compare_models({"reference": ref, "other": other}, tok, pipe, prompts, cfg, n=4, seed=7, previous=first)
+    bare = first.copy()
+    bare.attrs = {}
+    with pytest.raises(ValueError, match="returned by compare_models"):
+        compare_models({"reference": ref}, tok, pipe, prompts, cfg, n=5, seed=7, previous=bare)
+
+
 def test_compare_models_and_summarize_reject_bad_input(tiny_eval, tiny_policy_dir):
     cfg, tok, prompts, pipe = tiny_eval
     ref = load_policy(str(tiny_policy_dir), value_head=False)

@@ -70,3 +70,23 @@ def test_run_lab_rejects_an_unknown_profile_and_handles_no_notebooks(tmp_path, c
     empty.mkdir()
     assert run_lab.main(["--notebooks", str(empty), "--out", str(tmp_path)]) == 0
     assert "nothing to execute" in capsys.readouterr().out
+
+
+def test_run_lab_gives_its_kernels_the_malloc_settings_the_makefile_exports(tmp_path, monkeypatch):
+    import re
+
+    exported = dict(re.findall(r"^export (MALLOC_\w+) \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M))
+    assert exported == run_lab.MALLOC_ENV
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell('profile = "cpu"\nseed = 0', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import json, os\n"
+                                          "open('env.json', 'w').write(json.dumps({k: os.environ.get(k) for k in "
+                                          f"{sorted(run_lab.MALLOC_ENV)!r}}}))")]
+    nbformat.write(nb, folder / "probe.ipynb")
+    for key in run_lab.MALLOC_ENV:  # as when run_lab is called without make
+        monkeypatch.delenv(key, raising=False)
+    assert run_lab.main(["--notebooks", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((folder / "env.json").read_text()) == run_lab.MALLOC_ENV
