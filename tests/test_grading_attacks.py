@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,7 +176,6 @@ SERIAL = ("victim", "half", "silencer", "invalid_json")
 @pytest.fixture(scope="module")
 def serial_course(attack_run, tmp_path_factory):
     """A second course: four of run B's students graded one at a time (run B graded two at a time)."""
-    import shutil
 
     course = new_course(tmp_path_factory.mktemp("serial-course"))
     (course / "build").mkdir()

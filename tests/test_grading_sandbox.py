@@ -115,3 +115,29 @@ def test_the_sandbox_command_binds_no_course_folder_writable():
     ro = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--ro-bind"]
     assert str(REPO / "course_lib") in ro and str(REPO) not in ro
     assert "--unshare-net" in cmd and "--unshare-pid" in cmd and "--die-with-parent" in cmd
+
+
+def test_a_failure_before_the_sandbox_starts_lets_its_uid_lease_go(monkeypatch):
+    seen = []
+
+    def broken(inner, **kw):
+        seen.append(kw["uid"])
+        raise RuntimeError("bwrap went missing")
+
+    leases = []  # kept alive here, so only an explicit release can free the lock (not garbage collection)
+
+    class Recorded(sandbox._UidLease):
+        def __init__(self, *a):
+            super().__init__(*a)
+            leases.append(self)
+
+    monkeypatch.setattr(sandbox, "sandbox_command", broken)
+    monkeypatch.setattr(sandbox, "_UidLease", Recorded)
+    with pytest.raises(RuntimeError, match="bwrap went missing"):
+        sandbox.execute_notebook(_nb("1"), limits=sandbox.Limits(), slot=5)
+    assert len(leases) == (1 if os.geteuid() == 0 else 0)
+    if os.geteuid() == 0:  # the same uid is free again (a leaked lease would push the next one 64 further on)
+        with sandbox._UidLease(sandbox.DEFAULT_UID_BASE, 5) as uid:
+            assert uid == seen[0]
+    else:
+        assert seen == [None]

@@ -32,6 +32,7 @@ The protocol is the module :mod:`.runner`'s: JSON request in, JSON result out.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -309,11 +310,13 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-m", "course_lib.grading.runner"]
     run_env = sandbox_env(env)
     tmp_home = None
-    lease = _UidLease(uid_base, slot)
     if sandbox:
-        uid = lease.__enter__() if os.geteuid() == 0 else None
-        cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base, uid=uid)
-        popen_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        # as root, a leased uid is held until the sandbox has ended and let go however this ends
+        # (unprivileged, the user namespace maps the caller's own uid: nothing to lease)
+        lease = _UidLease(uid_base, slot) if os.geteuid() == 0 else contextlib.nullcontext()
+        with lease as uid:
+            cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base, uid=uid)
+            return _run(cmd, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, request, limits, None)
     else:
         import tempfile
         tmp_home = tempfile.mkdtemp(prefix="grading-unsandboxed-")
@@ -324,11 +327,7 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
         run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                        JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
                        HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
-        cmd, popen_env = inner, run_env
-    try:
-        return _run(cmd, popen_env, request, limits, tmp_home)
-    finally:
-        lease.__exit__()
+        return _run(inner, run_env, request, limits, tmp_home)
 
 
 def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_home: str | None) -> RunResult:
