@@ -46,3 +46,21 @@ def test_teacher_learns_words_and_word_pairs():
     assert z[0] > 1 and z[1] < -1 and z[2] < -1 and z[3] > 1
     # "good bad" never occurs in training: that bigram has no feature, only its two words count
     assert t.log_odds([[1, 2]])[0] == pytest.approx(t.bias + t.weights[1] + t.weights[2])
+
+
+def test_openings_are_the_first_gpt2_tokens_and_inner_windows_skip_the_first_word(gpt2_tokenizer):
+    from course_lib.builders.classifier import OPENING_TOKENS, inner_window, openings
+
+    review = "This film is a quiet, patient drama about two brothers who run a farm in the hills of Wales."
+    ids = gpt2_tokenizer(review)["input_ids"]
+    assert openings(gpt2_tokenizer, [review], None, 5) == [gpt2_tokenizer.decode(ids[:5])]
+    assert openings(gpt2_tokenizer, [review], None, 5)[0] == "This film is a quiet"
+    rng = np.random.default_rng(0)
+    drawn = [len(gpt2_tokenizer(o)["input_ids"]) for o in openings(gpt2_tokenizer, [review * 3] * 200, rng)]
+    assert min(drawn) == OPENING_TOKENS[0] and max(drawn) == OPENING_TOKENS[1]
+    words = review.split()
+    for _ in range(200):
+        w = inner_window(words, rng).split()
+        assert 4 <= len(w) <= min(24, len(words) - 1)
+        assert any(words[i:i + len(w)] == w for i in range(1, len(words)))  # a window from word 2 on
+    assert inner_window(["Fine."], rng) == "Fine."

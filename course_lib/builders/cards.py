@@ -46,9 +46,9 @@ def _sentence_table(m: dict) -> str:
 
 
 def classifier_card(info: dict, m: dict) -> str:
-    hist = _history_table(info["history"], ["epoch", "texts", "train_loss", "val_acc_whole", "val_acc_16_words",
-                                            "minutes"])
-    t = info["teacher"]
+    hist = _history_table(info["history"], ["epoch", "texts", "train_loss", "val_acc_whole",
+                                            "val_acc_16_token_openings", "minutes"])
+    tw, to = info["teacher"]["whole"], info["teacher"]["openings"]
     init = info.get("init")
     start = (f"Warm start: the weights of `{init}` ({info['init_note']}), then one distillation stage."
              if init else "Random initialisation.")
@@ -69,20 +69,27 @@ profile, through the same call: `pipeline("sentiment-analysis", model=<this fold
 - Size: dim {info['dim']}, {info['layers']} layers, {info['heads']} heads,
   max length {info['max_length']} tokens; weights stored in float16.
 
-## Training: distillation from a bag-of-bigrams teacher
-1. **Teacher** (`course_lib/builders/teacher.py`): a logistic regression on
-   binary features, the WordPiece tokens and neighbouring token pairs seen in
-   at least {t['min_df']} texts ({t['features']:,} features), fitted in {t['minutes']} minutes on
-   the labelled train reviews and two 4-24-word windows of each. On 1,000
-   held-out train reviews: {t['val_acc_whole']:.1%} whole, {t['val_acc_16_words']:.1%} on 16-word windows.
+## Training: distillation from two bag-of-bigrams teachers
+1. **Teachers** (`course_lib/builders/teacher.py`): logistic regressions on
+   binary features, the WordPiece tokens and neighbouring token pairs.
+   - The *whole-review teacher*: fitted on the labelled train reviews
+     ({tw['features']:,} features, bigrams seen in at least {tw['min_df']} reviews, {tw['minutes']} minutes).
+   - The *opening teacher*: fitted on openings (the first 6, 10, 14, 18 and 22
+     GPT-2 tokens) of the labelled reviews and of the {to['pseudo_labelled']:,} unlabelled reviews
+     the whole-review teacher is sure about (|log-odds| > {to['pseudo_margin']}), labelled with
+     its verdict ({to['features']:,} features, {to['minutes']} minutes).
+   On 1,000 held-out train reviews: whole-review teacher {tw['val_acc_whole']:.1%} on whole reviews and
+   {tw['val_acc_16_token_openings']:.1%} on their first 16 GPT-2 tokens; opening teacher {to['val_acc_16_token_openings']:.1%}.
 2. **Student** (this model), soft targets (cross-entropy against a
-   probability of POSITIVE), per epoch:
-   {info['whole'] or 'all'} labelled reviews whole (first {info['train_len']} tokens) and one 4-24-word
-   window of every labelled review (half of them openings), target
-   {info['label_weight']} x label + {1 - info['label_weight']:.2g} x the teacher's probability
-   of that very text (a window without sentiment is not forced to its
-   review's label); {info['unsup']:,} unlabelled reviews as a window
-   ({info['unsup_whole']:,} of them also whole), target the teacher's probability;
+   probability of POSITIVE), per epoch: {info['whole'] or 'all'} labelled reviews whole (first
+   {info['train_len']} tokens), target {info['label_weight']} x label + {1 - info['label_weight']:.2g} x the
+   whole-review teacher; an opening (4-24 GPT-2 tokens) and a 4-24-word window
+   from inside every labelled review, the same mix with the opening teacher
+   and the whole-review teacher judging that very text (a text without
+   sentiment is not forced to its review's label); {info['unsup']:,} unlabelled
+   reviews as an opening, target the mix of the whole-review teacher's
+   verdict on the review and the opening teacher's on the opening
+   ({info['unsup_whole']:,} of them also whole, target the whole-review teacher);
    {info['phrases']:,} short verdicts composed from word lists
    (`course_lib/builders/phrases.py`: praise, pans, intensifiers, negations;
    half of them after a review's first 2-8 words, as the lab's prompt +
@@ -96,7 +103,7 @@ profile, through the same call: `pipeline("sentiment-analysis", model=<this fold
 Seed {info['seed']}; {info['epochs']} epoch(s), batch {info['batch']}, AdamW lr {info['lr']} with
 warm-up and cosine decay, dropout {info.get('dropout', 0.1)}, float32 on CPU (this CPU has no native
 bfloat16: autocast was 4x slower), {info['torch_threads']} torch thread(s):
-{info['train_minutes']} minutes on the project's 2-core build machine (teacher included), shared with
+{info['train_minutes']} minutes on the project's 2-core build machine (teachers included), shared with
 other jobs. {info.get('build_note', '')} 1,000 train reviews were held out for validation;
 reviews are cleaned of `<br />` tags.
 
