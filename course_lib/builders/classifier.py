@@ -69,10 +69,19 @@ ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 OPENING_TOKENS = (4, 24)
 
 
-def openings(gtok, texts: list[str], rng: np.random.Generator | None, n: int | None = None) -> list[str]:
-    """The first ``n`` GPT-2 tokens of each text, decoded (``n`` drawn per text from OPENING_TOKENS if None)."""
+def opening_ids(gtok, texts: list[str]) -> list[list[int]]:
+    """The GPT-2 token ids of each text's start (its first 400 characters: more than any opening needs)."""
+    return gtok([t[:400] for t in texts])["input_ids"]
+
+
+def openings(gtok, texts: list[str], rng: np.random.Generator | None, n: int | None = None,
+             ids: list[list[int]] | None = None) -> list[str]:
+    """The first ``n`` GPT-2 tokens of each text, decoded (``n`` drawn per text from OPENING_TOKENS if None).
+
+    ``ids``: the texts' :func:`opening_ids`, when already computed.
+    """
     lo, hi = OPENING_TOKENS
-    ids = gtok([t[:400] for t in texts])["input_ids"]
+    ids = opening_ids(gtok, texts) if ids is None else ids
     return [gtok.decode(i[:n if n is not None else int(rng.integers(lo, hi + 1))]) for i in ids]
 
 
@@ -159,10 +168,12 @@ def fit_teachers(tok, gtok, texts: list[str], labels: list[int], unsup: list[str
         t0 = time.time()
         sure = np.flatnonzero(np.abs(z_unsup) > args.pseudo_margin)
         lo, hi = OPENING_TOKENS
+        starts = opening_ids(gtok, texts + [unsup[i] for i in sure])  # tokenised once for the five lengths
+        targets = [float(y) for y in labels] + [float(z > 0) for z in z_unsup[sure]]
         xs, ys = [], []
         for n in range(lo + 2, hi + 1, 4):  # 6, 10, 14, 18, 22 tokens
-            xs += openings(gtok, texts, None, n) + openings(gtok, [unsup[i] for i in sure], None, n)
-            ys += [float(y) for y in labels] + [float(z > 0) for z in z_unsup[sure]]
+            xs += openings(gtok, texts, None, n, ids=starts)
+            ys += targets
         t = teacher.fit(ids(xs), ys, tok.vocab_size, min_df=2, epochs=args.teacher_epochs, seed=args.seed, log=log)
         return t, {"features": int(len(t.weights)), "min_df": 2, "epochs": args.teacher_epochs,
                    "pseudo_labelled": int(len(sure)), "pseudo_margin": args.pseudo_margin,

@@ -309,7 +309,6 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     request = {"notebook": nb, "cwd": workdir, "limits": limits.to_json(), "reap_strays": sandbox}
     inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-m", "course_lib.grading.runner"]
     run_env = sandbox_env(env)
-    tmp_home = None
     if sandbox:
         # as root, a leased uid is held until the sandbox has ended and let go however this ends
         # (unprivileged, the user namespace maps the caller's own uid: nothing to lease)
@@ -317,17 +316,16 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
         with lease as uid:
             cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base, uid=uid)
             return _run(cmd, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, request, limits, None)
-    else:
-        import tempfile
-        tmp_home = tempfile.mkdtemp(prefix="grading-unsandboxed-")
-        home = Path(tmp_home)
-        workdir_path = home / "course" / assignment
-        workdir_path.mkdir(parents=True)
-        request["cwd"] = str(workdir_path)
-        run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
-                       JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
-                       HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
-        return _run(inner, run_env, request, limits, tmp_home)
+    import tempfile
+    tmp_home = tempfile.mkdtemp(prefix="grading-unsandboxed-")
+    home = Path(tmp_home)
+    workdir_path = home / "course" / assignment
+    workdir_path.mkdir(parents=True)
+    request["cwd"] = str(workdir_path)
+    run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
+                   JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
+                   HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
+    return _run(inner, run_env, request, limits, tmp_home)
 
 
 def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_home: str | None) -> RunResult:
