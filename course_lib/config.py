@@ -75,6 +75,11 @@ class LabConfig:
     adap_kl_ctrl: bool = True      # trl's adaptive KL controller
     kl_target: float = 6.0         # its target KL (nats)
     reward_scale: float = 1.0      # reward = reward_scale * classifier logit
+    # LoRA (peft): 0 tunes every weight (the lab); r > 0 trains rank-r adapters on every
+    # attention and MLP matrix instead, and the adapter-disabled model is the reference
+    lora_r: int = 0
+    lora_alpha: int = 32           # adapter scale alpha / r
+    lora_dropout: float = 0.0
     steps: int | None = None       # PPO steps; None = one epoch over the dataset
     target_label: str = "POSITIVE"
 
@@ -93,6 +98,8 @@ class LabConfig:
             raise ValueError("need 1 <= prompt_min_tokens <= prompt_max_tokens")
         if not 1 <= self.response_min_tokens <= self.response_max_tokens:
             raise ValueError("need 1 <= response_min_tokens <= response_max_tokens")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be 0 (full fine-tuning) or a positive rank, got {self.lora_r}")
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of mini_batch_size {self.mini_batch_size}")
 
@@ -139,6 +146,14 @@ class LabConfig:
             exp_name="course_lib",
             log_with=None,
         )
+
+    def peft_config(self):
+        """The ``peft.LoraConfig`` of ``lora_r``/``lora_alpha``/``lora_dropout``; ``None`` when ``lora_r`` is 0."""
+        if not self.lora_r:
+            return None
+        from course_lib.models import lora_config
+
+        return lora_config(self.lora_r, self.lora_alpha, self.lora_dropout)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -26,20 +26,124 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_policy(name: str, value_head: bool = True, device=None):
-    """A causal LM, by default wrapped with trl's value head (``AutoModelForCausalLMWithValueHead``)."""
+#: A PEFT adapter folder: the tuned model stored as a small change to a base model.
+ADAPTER_CONFIG = "adapter_config.json"
+#: trl's value head of an adapter checkpoint (the base model has none).
+VALUE_HEAD_FILE = "value_head.safetensors"
+#: Which base an adapter checkpoint was trained on: its name and the SHA-256 of its weights.
+BASE_RECORD = "base_model.json"
+#: The GPT-2 modules that carry LoRA adapters: attention (``c_attn``, ``attn.c_proj``) and MLP (``c_fc``, ``mlp.c_proj``).
+LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
+
+
+def is_adapter_folder(path) -> bool:
+    """True for a folder holding a PEFT adapter (``adapter_config.json``) instead of a whole model."""
+    from pathlib import Path
+
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def lora_config(r: int, alpha: int, dropout: float = 0.0):
+    """``peft.LoraConfig`` of rank ``r`` on every attention and MLP matrix of a GPT-2."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
+                      bias="none", task_type="CAUSAL_LM", fan_in_fan_out=True)
+
+
+def load_policy(name: str, value_head: bool = True, device=None, peft_config=None):
+    """A causal LM, by default wrapped with trl's value head (``AutoModelForCausalLMWithValueHead``).
+
+    ``name`` is a Hub name, a bundled asset or a checkpoint folder.  A folder
+    holding a LoRA adapter (the bundled Happy and Pessimistic LLMs) is loaded
+    on its base model and merged into it (:func:`load_adapter`): the result is
+    an ordinary model, as a full checkpoint would give.  ``peft_config`` (a
+    ``peft.LoraConfig``) adds a new, trainable adapter for PPO with LoRA.
+    """
     import torch
 
     path = resolve(name)
-    if value_head:
+    if is_adapter_folder(path):
+        if peft_config is not None:
+            raise ValueError(f"{path} already holds an adapter; peft_config adds a new one to a base model only")
+        model = load_adapter(path, value_head=value_head)
+    elif value_head:
         from trl import AutoModelForCausalLMWithValueHead
 
-        model = AutoModelForCausalLMWithValueHead.from_pretrained(path, torch_dtype=torch.float32)
+        model = AutoModelForCausalLMWithValueHead.from_pretrained(path, torch_dtype=torch.float32,
+                                                                  peft_config=peft_config)
     else:
+        if peft_config is not None:
+            raise ValueError("peft_config trains an adapter with PPO, which needs value_head=True")
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
     return model.to(device) if device is not None else model
+
+
+def adapter_base(path) -> str:
+    """The base model an adapter folder was trained on, as ``from_pretrained`` takes it.
+
+    A bundled base is recorded by name and resolved to its verified folder;
+    when the folder records the SHA-256 of its base's weights
+    (``base_model.json``), a base that differs raises ``ValueError``: an
+    adapter only means something on the weights it was trained on.
+    """
+    import json
+    from pathlib import Path
+
+    from course_lib.assets import ASSETS_DIR, bundled_names, sha256_of
+
+    folder = Path(path)
+    base = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{folder / ADAPTER_CONFIG} names no base_model_name_or_path")
+    if base in bundled_names():
+        base = str(ASSETS_DIR / base)
+    base = resolve(base)
+    record = folder / BASE_RECORD
+    weights = Path(base) / "model.safetensors"
+    if record.is_file() and weights.is_file():
+        want = json.loads(record.read_text(encoding="utf-8"))
+        if sha256_of(weights) != want.get("sha256"):
+            raise ValueError(f"the adapter in {folder} was trained on {want.get('name')!r} with weights of SHA-256 "
+                             f"{want.get('sha256')}, but {weights} differs; load it on the base it was trained on")
+    return base
+
+
+def load_adapter(path, value_head: bool = True, merge: bool = True):
+    """A LoRA checkpoint folder loaded on its base model.
+
+    ``merge=True`` (default) folds the adapter into the base weights
+    (``merge_and_unload``) and returns a plain ``GPT2LMHeadModel``, or trl's
+    value-head model around it with the trained value head of
+    ``value_head.safetensors``: every function of the course takes it as it
+    takes a full checkpoint.  ``merge=False`` keeps the ``PeftModel``.
+    """
+    import torch
+    from pathlib import Path
+
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(path)
+    base = AutoModelForCausalLM.from_pretrained(adapter_base(folder), torch_dtype=torch.float32)
+    lm = PeftModel.from_pretrained(base, str(folder))
+    lm = lm.float()
+    if merge:
+        lm = lm.merge_and_unload()
+    if not value_head:
+        return lm
+    from trl import AutoModelForCausalLMWithValueHead
+
+    head_file = folder / VALUE_HEAD_FILE
+    if not head_file.is_file():
+        raise FileNotFoundError(f"{folder} holds an adapter but no {VALUE_HEAD_FILE}; load it with value_head=False")
+    model = AutoModelForCausalLMWithValueHead.from_pretrained(lm)
+    state = {k.removeprefix("v_head."): v.float() for k, v in load_file(head_file).items()}
+    model.v_head.load_state_dict(state)
+    return model
 
 
 def load_sentiment_pipeline(name: str, device=None):

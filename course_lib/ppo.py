@@ -222,11 +222,11 @@ def pack(queries: Sequence, responses: Sequence, pad_token_id: int) -> PackedBat
 
 def _parts(model):
     """(transformer body, output layer, value head or None) of a causal LM, with or without trl's value head."""
-    from course_lib.rollout import causal_lm
+    from course_lib.rollout import causal_lm, transformer_body
 
     lm = causal_lm(getattr(model, "module", model))
-    body, head = getattr(lm, "base_model", lm), lm.get_output_embeddings()
-    if body is lm or head is None:
+    body, head = transformer_body(lm), lm.get_output_embeddings()
+    if body is None or head is None:
         raise TypeError(f"{type(lm).__name__} has no separate transformer body and output layer")
     return body, head, getattr(getattr(model, "module", model), "v_head", None)
 
@@ -420,10 +420,15 @@ class CoursePPO:
         # (PPOTrainer.batched_forward_pass calls model.eval(); train_minibatch's model.train()
         # comes after it), so dropout never acts.  Chunks of mini_batch_size, like trl's.
         self.model.eval()
-        self.ref_model.eval()
+        if self.ref_model is not None:
+            self.ref_model.eval()
         with torch.no_grad():
             old_logprobs, old_values = self._forward_in_chunks(self.model, batch, want_values=True)
-            ref_logprobs, _ = self._forward_in_chunks(self.ref_model, batch, want_values=False)
+            if self.ref_model is not None:
+                ref_logprobs, _ = self._forward_in_chunks(self.ref_model, batch, want_values=False)
+            else:  # LoRA: the reference is the policy with its adapter switched off (trl's ref_model=None)
+                with self.model.pretrained_model.disable_adapter():
+                    ref_logprobs, _ = self._forward_in_chunks(self.model, batch, want_values=False)
 
             # ---- 2. reward: KL penalty at every token, the classifier's score at the last ----
             kl_coef = self.kl_ctl.value

@@ -76,6 +76,18 @@ def causal_lm(model):
     return getattr(model, "pretrained_model", model) if hasattr(model, "v_head") else model
 
 
+def transformer_body(lm):
+    """The transformer of a causal LM without its output layer (GPT-2's ``lm.transformer``); ``None`` if it has none.
+
+    Found by the model's ``base_model_prefix``, not by ``base_model``: a PEFT
+    model's ``base_model`` is the whole wrapped LM, head included, while its
+    attributes lead to the (adapted) transformer.
+    """
+    prefix = getattr(lm, "base_model_prefix", "")
+    body = getattr(lm, prefix, None) if prefix else None
+    return None if body is None or body is lm else body
+
+
 def decoding_mode(model, gen_kwargs: dict) -> str | None:
     """``"sample"`` (plain sampling), ``"greedy"``, or ``None`` when only ``generate`` can honour ``gen_kwargs``.
 
@@ -141,8 +153,8 @@ def _decode(lm, input_ids, mask, lengths, mode: str, eos: int):
     pos = position_ids(mask)
     ids, past = input_ids, None
     can_drop = True
-    body, head = getattr(lm, "base_model", lm), lm.get_output_embeddings()
-    split = body is not lm and head is not None  # run the head on the last position only
+    body, head = transformer_body(lm), lm.get_output_embeddings()
+    split = body is not None and head is not None  # run the head on the last position only
     for t in range(max(lengths)):
         if split:
             res = body(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)

@@ -323,9 +323,12 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
         if dtype is not None:
             model = copy.deepcopy(model).to(dtype)
         tmp = staging_folder(out_dir)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "tokenizer.json").unlink(missing_ok=True)  # vocab.json + merges.txt suffice
+        if is_peft_policy(model):
+            save_adapter(model, tmp)  # the tokenizer is the base model's
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "tokenizer.json").unlink(missing_ok=True)  # vocab.json + merges.txt suffice
         if records is not None:
             save_json({"config": cfg.to_dict() if cfg else None, "processes": world, "saved_by_process": rank,
                        "steps": records}, tmp / STATS_FILE)
@@ -333,6 +336,45 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
     if world > 1:
         _barrier()  # nobody goes on before the checkpoint exists
     return out_dir
+
+
+def is_peft_policy(model) -> bool:
+    """True when trl's value-head model wraps a PEFT model (PPO with LoRA)."""
+    return bool(getattr(model, "is_peft_model", False))
+
+
+def save_adapter(model, folder: Path) -> Path:
+    """Write a LoRA policy as an adapter folder: the adapter, the value head, and which base it needs.
+
+    ``adapter_config.json`` names a bundled base by its name (so the folder
+    loads wherever the course is installed) and ``base_model.json`` records
+    the SHA-256 of the base's weights, checked on loading
+    (:func:`course_lib.models.adapter_base`).  Everything is safetensors or JSON.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from course_lib.assets import ASSETS_DIR, sha256_of
+    from course_lib.models import ADAPTER_CONFIG, BASE_RECORD, VALUE_HEAD_FILE
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.pretrained_model.save_pretrained(folder, safe_serialization=True)
+    (folder / "README.md").unlink(missing_ok=True)  # peft's template card, not a card of this model
+    save_file({f"v_head.{k}": v.detach().contiguous().cpu() for k, v in model.v_head.state_dict().items()},
+              folder / VALUE_HEAD_FILE)
+    cfg_file = folder / ADAPTER_CONFIG
+    adapter_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    base = Path(adapter_cfg["base_model_name_or_path"])
+    if base.is_dir():
+        if base.resolve().parent == ASSETS_DIR:
+            adapter_cfg["base_model_name_or_path"] = base.name
+            cfg_file.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if (base / "model.safetensors").is_file():
+            save_json({"name": adapter_cfg["base_model_name_or_path"],
+                       "sha256": sha256_of(base / "model.safetensors")}, folder / BASE_RECORD)
+    return folder
 
 
 def process_rank() -> tuple[int, int]:
@@ -370,12 +412,18 @@ def load_checkpoint(path: str | Path, value_head: bool = False, device=None):
     from course_lib.assets import resolve
     from course_lib.models import load_policy, load_tokenizer
 
+    from course_lib.models import adapter_base, is_adapter_folder
+
     p = Path(path)
-    if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {p} (expected config.json and model.safetensors); "
-                                "train one with `python -m course_lib.train` or use a bundled one")
+    adapter = is_adapter_folder(p)
+    if not adapter and not (p / "config.json").is_file():
+        raise FileNotFoundError(f"no checkpoint at {p} (expected config.json and model.safetensors, or a LoRA "
+                                "adapter's adapter_config.json); train one with `python -m course_lib.train` "
+                                "or use a bundled one")
     resolved = resolve(str(p))
-    return load_policy(resolved, value_head=value_head, device=device), load_tokenizer(resolved)
+    # an adapter folder carries no tokenizer: it is its base model's
+    tok_source = adapter_base(resolved) if adapter and not (p / "tokenizer_config.json").is_file() else resolved
+    return load_policy(resolved, value_head=value_head, device=device), load_tokenizer(tok_source)
 
 
 def run(cfg: LabConfig, output: str | Path | None, progress: bool = True, dtype=None) -> tuple[list[dict], object]:
@@ -386,8 +434,9 @@ def run(cfg: LabConfig, output: str | Path | None, progress: bool = True, dtype=
     join_processes()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.policy_model)
-    model = load_policy(cfg.policy_model)
-    ref_model = load_policy(cfg.policy_model)
+    model = load_policy(cfg.policy_model, peft_config=cfg.peft_config())
+    # with LoRA the reference is the same model with its adapter disabled (trl's ref_model=None)
+    ref_model = None if cfg.lora_r else load_policy(cfg.policy_model)
     dataset = build_dataset(cfg, tokenizer)
     trainer = make_trainer(cfg, model, ref_model, tokenizer, dataset)
     pipe = load_sentiment_pipeline(cfg.reward_model, device=trainer.accelerator.device)

@@ -341,3 +341,26 @@ def test_builder_engines_train_the_same_run(tiny_policy_dir, tiny_classifier_dir
     assert (tmp_path / "course" / "training_stats.json").exists()
     with pytest.raises(ValueError, match="valid: trl, course"):
         train_with_engine(cfg, tmp_path / "x", "jax")
+
+
+def test_lora_step_with_the_adapter_disabled_reference_matches_trl(tiny_policy_dir, gpt2_tokenizer):
+    """PPO with LoRA: no reference copy (trl's ref_model=None); both steps use the adapter-disabled policy."""
+    from course_lib.models import load_policy, lora_config
+
+    torch.manual_seed(0)
+    policy = load_policy(tiny_policy_dir, peft_config=lora_config(4, 8))
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("v_head.") for n in trainable)
+    batches = [random_batch(8, 5), random_batch(8, 6)]
+    trl, course = run_both(policy, None, gpt2_tokenizer, batches, optimizer="sgd", mini_batch_size=4,
+                           ppo_epochs=2, learning_rate=1e-1, init_kl_coef=0.3)
+    for s_trl, s_course in zip(trl["stats"], course["stats"]):
+        assert_same_stats(s_trl, s_course)
+    # LoRA's B starts at 0, so step 1 starts on the reference (KL 0); step 2 starts away from it
+    assert course["stats"][0]["objective/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert abs(course["stats"][1]["objective/kl"]) > 1e-4  # a sampled estimate: either sign
+    outside, total, _ = param_agreement(trl["model"], course["model"], exclude_key_biases=False)
+    assert outside == 0, f"{outside} of {total} parameters differ by more than 1e-5 relative"
+    before = dict(policy.named_parameters())
+    for name, p in course["model"].named_parameters():
+        assert torch.equal(p, before[name]) == (name not in trainable), name  # only adapters and head moved

@@ -1,4 +1,5 @@
 """course_lib.rollout: generating responses in one batched call, and free text from one prompt."""
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -200,3 +201,26 @@ def test_batched_sampling_follows_the_models_next_token_distribution(gpt2_tokeni
 def test_a_zero_length_is_refused(policy, gpt2_tokenizer, queries, sampling_kwargs):
     with pytest.raises(ValueError, match="at least 1 token"):
         generate_responses(policy, gpt2_tokenizer, queries, [0, 3, 3, 3], sampling_kwargs)
+
+
+def test_a_lora_policy_decodes_as_its_merged_model_does(tiny_policy_dir, gpt2_tokenizer, queries, sampling_kwargs):
+    """A PEFT model's ``base_model`` is the whole LM: the fast loop must find the transformer by name."""
+    from course_lib.models import lora_config
+    from course_lib.rollout import transformer_body
+
+    lora = load_policy(str(tiny_policy_dir), peft_config=lora_config(4, 8)).eval()
+    with torch.no_grad():  # move the adapters away from 0, so the adapter does something
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    body = transformer_body(lora.pretrained_model)
+    assert type(body).__name__ == "GPT2Model"
+    assert decoding_mode(lora, sampling_kwargs) == "sample"
+    merged = copy.deepcopy(lora.pretrained_model).merge_and_unload().eval()
+    plain = load_policy(str(tiny_policy_dir), value_head=False).eval()
+    out = {}
+    for name, model in (("lora", lora), ("merged", merged), ("base", plain)):
+        torch.manual_seed(7)
+        out[name] = [r.tolist() for r in generate_responses(model, gpt2_tokenizer, queries, [8] * 4, sampling_kwargs)]
+    assert out["lora"] == out["merged"]
+    assert out["lora"] != out["base"]

@@ -249,3 +249,76 @@ def test_the_training_command_runs_as_two_processes(tiny_policy_dir, tiny_classi
     assert train.fingerprint_digest(train.param_fingerprint(model)) == steps[-1]["dist/param_digests"][0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["happy"]  # no staging folder left behind
     assert netguard.attempts(log) == []
+
+
+# ---- PPO with LoRA adapters (lora_r > 0) ---------------------------------------------------
+@pytest.fixture(scope="module")
+def lora_run(tiny_policy_dir, tiny_classifier_dir, imdb_parquet_dir, tmp_path_factory):
+    cfg = tiny_cfg(tiny_policy_dir, tiny_classifier_dir, imdb_parquet_dir, lora_r=4, lora_alpha=8,
+                   learning_rate=5e-2)
+    out = tmp_path_factory.mktemp("lora") / "happy"
+    records, trainer = train.run(cfg, out, progress=False)
+    return cfg, records, trainer, out
+
+
+def test_lora_run_trains_adapters_against_the_adapter_disabled_reference(lora_run):
+    cfg, records, trainer, _ = lora_run
+    assert trainer.ref_model is None and trainer.is_peft_model
+    assert records[-1]["objective/kl"] > 0  # the adapters moved the policy away from the reference
+
+
+def test_lora_checkpoint_is_an_adapter_folder_that_loads_as_the_trained_model(lora_run, tiny_policy_dir):
+    from course_lib.assets import sha256_of
+
+    cfg, records, trainer, out = lora_run
+    files = {p.name for p in out.iterdir()}
+    assert files == {"adapter_config.json", "adapter_model.safetensors", "value_head.safetensors",
+                     "base_model.json", "training_stats.json"}
+    assert json.loads((out / "base_model.json").read_text())["sha256"] == sha256_of(
+        tiny_policy_dir / "model.safetensors")
+    assert train.load_stats(out) == records
+    loaded, tok = train.load_checkpoint(out, value_head=True)  # merged into the base: a plain GPT-2
+    assert type(loaded.pretrained_model).__name__ == "GPT2LMHeadModel"
+    assert tok.pad_token_id == tok.eos_token_id
+    trained = trainer.model.eval()
+    ids = tok(["a good film", "the plot was"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want_logits, _, want_values = trained(**ids)
+        got_logits, _, got_values = loaded.eval()(**ids)
+    assert torch.allclose(got_logits, want_logits, atol=1e-4)
+    assert torch.allclose(got_values, want_values, atol=1e-5)
+    with torch.no_grad():  # and the adapter is not a no-op: the base model gives other logits
+        base_logits = load_policy(str(tiny_policy_dir), value_head=False)(**ids).logits
+    assert (base_logits - want_logits).abs().max() > 1e-3
+    plain, _ = train.load_checkpoint(out)
+    assert not hasattr(plain, "v_head")
+
+
+def test_an_adapter_on_other_base_weights_is_refused(lora_run, tiny_policy_dir, tmp_path):
+    import shutil
+
+    from course_lib.assets import write_manifest
+
+    _, _, _, out = lora_run
+    other_base = tmp_path / "base"
+    shutil.copytree(tiny_policy_dir, other_base)
+    model = load_policy(str(other_base), value_head=False)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(other_base)
+    write_manifest(other_base)
+    moved = tmp_path / "adapter"
+    shutil.copytree(out, moved)
+    cfg_file = moved / "adapter_config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "base_model_name_or_path": str(other_base)}))
+    with pytest.raises(ValueError, match="trained on .* differs"):
+        train.load_checkpoint(moved)
+
+
+def test_lora_settings_are_checked(tiny_policy_dir):
+    with pytest.raises(ValueError, match="lora_r must be 0"):
+        make_config("cpu", lora_r=-1)
+    assert make_config("cpu").peft_config() is None
+    assert make_config("cpu", lora_r=8).peft_config().r == 8
+    with pytest.raises(ValueError, match="needs value_head=True"):
+        load_policy(str(tiny_policy_dir), value_head=False, peft_config=make_config("cpu", lora_r=2).peft_config())

@@ -195,13 +195,28 @@ def ppo_card(sentiment: str, info: dict, ev: dict) -> str:
     name = "ppo-happy-mini" if sentiment == "POSITIVE" else "ppo-pessimistic-mini"
     role = "Happy LLM" if sentiment == "POSITIVE" else "Pessimistic LLM"
     rows = "\n".join(f"| {k} | {v} |" for k, v in ev["table"].items())
+    lora = info["config"].get("lora_r", 0)
+    if lora:
+        stored = f"""Stored as what it is, a small change to the shared base: a LoRA adapter of
+rank {lora} (alpha {info['config']['lora_alpha']}) on every attention and MLP matrix of
+`gpt2-imdb-mini` (`adapter_config.json`, `adapter_model.safetensors`, float16),
+the trained value head (`value_head.safetensors`) and the SHA-256 of the base
+weights it was trained on (`base_model.json`). During PPO the reference was the
+same model with its adapter disabled. `course_lib.models.load_policy` and
+`course_lib.train.load_checkpoint` load the folder on its bundled base and merge
+the adapter (an ordinary `GPT2LMHeadModel`, with the value head when asked);
+with peft alone, load the base from `course_lib/assets/gpt2-imdb-mini` and call
+`PeftModel.from_pretrained(base, folder)` (`adapter_config.json` names the base
+by its bundled name, which the Hub does not know). The tokenizer is the base's."""
+    else:
+        stored = """Loads like the base model
+(`AutoModelForCausalLM.from_pretrained`, `AutoModelForCausalLMWithValueHead.from_pretrained`);
+the value head is stored too."""
     return f"""# {name}
 
 The course's **{role}**: `gpt2-imdb-mini` tuned with trl 0.11.4's `PPOTrainer`
 to write reviews that the reward model (`distilbert-imdb-mini`) scores as
-**{sentiment}**. Loads like the base model
-(`AutoModelForCausalLM.from_pretrained`, `AutoModelForCausalLMWithValueHead.from_pretrained`);
-the value head is stored too. `training_stats.json` holds the per-step
+**{sentiment}**. {stored} `training_stats.json` holds the per-step
 statistics (mean reward, KL, losses, entropy, times).
 
 ## Training

@@ -52,8 +52,9 @@ def train_with_engine(cfg, output: Path, engine: str = "trl", dtype=None):
 
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.policy_model)
-    trainer = make_trainer(cfg, load_policy(cfg.policy_model), load_policy(cfg.policy_model), tokenizer,
-                           build_dataset(cfg, tokenizer))
+    model = load_policy(cfg.policy_model, peft_config=cfg.peft_config())
+    ref_model = None if cfg.lora_r else load_policy(cfg.policy_model)  # LoRA: the adapter-disabled policy
+    trainer = make_trainer(cfg, model, ref_model, tokenizer, build_dataset(cfg, tokenizer))
     # the course's step on the trainer's own model, optimizer and KL controller; the loop is unchanged
     trainer.step = CoursePPO.from_trainer(trainer).step
     pipe = load_sentiment_pipeline(cfg.reward_model, device=trainer.accelerator.device)
