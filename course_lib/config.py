@@ -74,6 +74,7 @@ class LabConfig:
     init_kl_coef: float = 0.2      # beta of the KL penalty (nats of reward per nat of KL)
     adap_kl_ctrl: bool = True      # trl's adaptive KL controller
     kl_target: float = 6.0         # its target KL (nats)
+    kl_horizon: int = 10000        # its horizon (responses): beta moves by at most 20% x batch/horizon a step
     reward_scale: float = 1.0      # reward = reward_scale * classifier logit
     # LoRA (peft): 0 tunes every weight (the lab); r > 0 trains rank-r adapters on every
     # attention and MLP matrix instead, and the adapter-disabled model is the reference
@@ -100,6 +101,8 @@ class LabConfig:
             raise ValueError("need 1 <= response_min_tokens <= response_max_tokens")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be 0 (full fine-tuning) or a positive rank, got {self.lora_r}")
+        if self.kl_horizon <= 0:
+            raise ValueError(f"kl_horizon must be a positive number of responses, got {self.kl_horizon}")
         if self.batch_size % self.mini_batch_size:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of mini_batch_size {self.mini_batch_size}")
 
@@ -142,6 +145,7 @@ class LabConfig:
             init_kl_coef=self.init_kl_coef,
             adap_kl_ctrl=self.adap_kl_ctrl,
             target=self.kl_target,
+            horizon=self.kl_horizon,
             seed=self.seed,
             exp_name="course_lib",
             log_with=None,

@@ -116,6 +116,8 @@ def test_bad_target_label(label):
     ({"prompt_min_tokens": 0}, "1 <= prompt_min_tokens"),
     ({"response_min_tokens": 20}, "response_min_tokens <= response_max_tokens"),
     ({"batch_size": 30}, "batch_size 30 is not a multiple of mini_batch_size 8"),
+    ({"kl_horizon": 0}, "kl_horizon must be a positive"),
+    ({"lora_r": -2}, "lora_r must be 0"),
 ])
 def test_inconsistent_values(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -126,9 +128,10 @@ def test_inconsistent_values(overrides, message):
 def test_ppo_config_matches(profile):
     from trl import PPOConfig
 
-    cfg = make_config(profile, seed=4)
+    cfg = make_config(profile, seed=4, kl_horizon=640)
     with pytest.warns(FutureWarning):  # trl 0.11 marks PPOConfig deprecated
         ppo = cfg.ppo_config()
+    assert ppo.horizon == 640
     assert isinstance(ppo, PPOConfig)
     assert ppo.learning_rate == cfg.learning_rate
     assert (ppo.batch_size, ppo.mini_batch_size) == (cfg.batch_size, cfg.mini_batch_size)

@@ -47,3 +47,21 @@ def test_makefile_has_the_documented_targets_and_ci_calls_make_test():
     readme = (ROOT / "README.md").read_text()
     head = readme[: readme.index("## ")]
     assert "make run" in head and "make test" in head, "the README must start with the two commands"
+
+
+#: What the repository may carry (every tracked file, assets included), in bytes.
+REPOSITORY_BUDGET = 60_000_000
+
+
+def test_the_repository_stays_within_its_60_mb_budget():
+    """Tracked files as git sees them; outside a git checkout, every file but the build, venv and caches."""
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
+                               timeout=60).stdout.decode().split("\0")
+        files = [ROOT / n for n in names if n]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
+        files = [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+    assert len(files) > 50  # the listing found the project
+    total = sum(p.stat().st_size for p in files if p.is_file())
+    assert total <= REPOSITORY_BUDGET, f"{total / 1e6:.1f} MB tracked, budget {REPOSITORY_BUDGET / 1e6:.0f} MB"

@@ -69,7 +69,7 @@ def build_lm(data_dir: Path, package_only: bool) -> None:
                            package_only, model_max_length_key="ctx")
 
 
-ENGINE = "trl"  # set by --engine
+ENGINE = "course"  # set by --engine
 
 
 def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:
@@ -100,8 +100,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", type=Path, required=True, help="../shared/data (full IMDb + tokenizer files)")
     p.add_argument("--asset", default="all", help=f"all or one of: {', '.join(ASSETS)}")
     p.add_argument("--package-only", action="store_true", help="re-measure and re-package trained work folders")
-    p.add_argument("--engine", default="trl", help="PPO step of the ppo-* builds: trl (default) or course "
-                   "(course_lib.ppo, the same results, faster; see docs/benchmarks.md)")
+    p.add_argument("--engine", default="course", help="PPO step of the ppo-* builds: course (default: "
+                   "course_lib.ppo, checked equal to trl's and faster, as the bundled models were built; see "
+                   "docs/benchmarks.md) or trl (PPOTrainer.step)")
     args = p.parse_args(argv)
     if args.engine not in ("trl", "course"):
         p.error(f"unknown engine {args.engine!r}; valid: trl, course")

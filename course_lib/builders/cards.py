@@ -225,7 +225,7 @@ statistics (mean reward, KL, losses, entropy, times).
 ```
 
 {info['steps']} PPO steps in {info['train_minutes']} minutes on the project's 2-core build machine
-({info['torch_threads']} torch thread(s)); seed {info['config']['seed']}.
+({info['torch_threads']} torch thread(s)); seed {info['config']['seed']}. {_engine_note(info)}
 {info.get('build_note', '')}
 
 ## Evaluation ({ev['n']} held-out prompts from IMDb test reviews, same seed for every model)
@@ -237,6 +237,14 @@ calls a text positive above 0.05 and negative below -0.05.
 |---|---|
 {rows}
 {_best_of_n_note(ev, sentiment)}"""
+
+
+def _engine_note(info: dict) -> str:
+    if info.get("engine", "trl") == "course":
+        return ("The step: `course_lib.ppo.CoursePPO.step` on the `PPOTrainer`'s model, optimizer and KL "
+                "controller, the same algorithm checked equal to trl's `PPOTrainer.step` "
+                "(tests/test_ppo.py) and faster (docs/benchmarks.md).")
+    return "The step: trl's `PPOTrainer.step`."
 
 
 def _best_of_n_note(ev: dict, sentiment: str) -> str:

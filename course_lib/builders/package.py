@@ -25,6 +25,11 @@ def assemble(src: Path, dest: Path, card: str, model_max_length: int | None = No
     for f in sorted(src.iterdir()):
         if f.is_file() and f.name not in DROP and f.name != "README.md":
             shutil.copy2(f, tmp / f.name)
+    model_cfg = tmp / "config.json"
+    if model_cfg.exists():  # transformers records the folder it loaded from: a path of the build machine
+        data = json.loads(model_cfg.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            model_cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     cfg = tmp / "tokenizer_config.json"
     if model_max_length and cfg.exists():
         data = json.loads(cfg.read_text())

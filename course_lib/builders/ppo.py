@@ -99,7 +99,7 @@ def evaluate_checkpoint(sentiment: str, model_dir: Path, cfg) -> dict:
     return ev
 
 
-def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = False, engine: str = "trl") -> Path:
+def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = False, engine: str = "course") -> Path:
     import torch
 
     from course_lib.builders import cards
