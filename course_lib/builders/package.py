@@ -39,6 +39,9 @@ def assemble(src: Path, dest: Path, card: str, model_max_length: int | None = No
         (tmp / name).write_text(text, encoding="utf-8")
     (tmp / "README.md").write_text(card, encoding="utf-8")
     write_manifest(tmp)
+    for f in tmp.iterdir():  # readable by everyone: the grading sandbox runs as another user
+        f.chmod(0o644)
+    tmp.chmod(0o755)
     return swap_in_folder(tmp, dest)
 
 
