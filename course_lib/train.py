@@ -426,17 +426,25 @@ def load_checkpoint(path: str | Path, value_head: bool = False, device=None):
     return load_policy(resolved, value_head=value_head, device=device), load_tokenizer(tok_source)
 
 
+def load_policy_and_reference(cfg: LabConfig):
+    """(policy, reference) for PPO: two copies of ``cfg.policy_model`` with value heads, or with
+    ``cfg.lora_r > 0`` a policy with a new LoRA adapter and ``None``: its adapter-disabled self is
+    the reference (trl's ``ref_model=None``), so no second copy is loaded."""
+    from course_lib.models import load_policy
+
+    model = load_policy(cfg.policy_model, peft_config=cfg.peft_config())
+    return model, (None if cfg.lora_r else load_policy(cfg.policy_model))
+
+
 def run(cfg: LabConfig, output: str | Path | None, progress: bool = True, dtype=None) -> tuple[list[dict], object]:
     """Everything the command line does: load, build the dataset, train, save. Returns (records, trainer)."""
     from course_lib.data import build_dataset
-    from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
+    from course_lib.models import load_sentiment_pipeline, load_tokenizer
 
     join_processes()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.policy_model)
-    model = load_policy(cfg.policy_model, peft_config=cfg.peft_config())
-    # with LoRA the reference is the same model with its adapter disabled (trl's ref_model=None)
-    ref_model = None if cfg.lora_r else load_policy(cfg.policy_model)
+    model, ref_model = load_policy_and_reference(cfg)
     dataset = build_dataset(cfg, tokenizer)
     trainer = make_trainer(cfg, model, ref_model, tokenizer, dataset)
     pipe = load_sentiment_pipeline(cfg.reward_model, device=trainer.accelerator.device)

@@ -22,7 +22,9 @@ NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
 # copy in memory (docs/benchmarks.md). A KL budget instead of a fixed coefficient: between
 # beta 0.3 (collapse onto one template) and 0.6 (barely moves) there is no safe fixed value,
 # and trl's adaptive controller with horizon 640 holds the KL near its target.
-#: The bundled checkpoints' settings (the cpu profile's values otherwise), per target label.
+#: The bundled checkpoints' settings (the cpu profile's values otherwise). The KL budget: 10 nats
+#: per response kept distinct-2 at 0.78x (Happy) and 0.92x (Pessimistic) the reference's; 7 nats
+#: gave the Pessimistic LLM less gain and less VADER agreement.
 BUILD_SETTINGS = {
     "steps": 180,
     "batch_size": 64,
@@ -32,22 +34,11 @@ BUILD_SETTINGS = {
     "lora_r": 16,
     "lora_alpha": 32,
     "init_kl_coef": 0.3,
+    "kl_target": 10.0,
     "kl_horizon": 640,
     "reward_scale": 3.0,
     "seed": 0,
 }
-#: The KL budget (nats per response) of each model (measured: 10 nats kept distinct-2 at 0.78x and
-#: 0.92x the reference's, 7 nats gave the Pessimistic LLM less gain and VADER agreement).
-KL_TARGETS = {"POSITIVE": 10.0, "NEGATIVE": 10.0}
-
-
-def build_settings(sentiment: str) -> dict:
-    """``BUILD_SETTINGS`` with the KL target of ``sentiment``."""
-    if sentiment not in KL_TARGETS:
-        raise ValueError(f"unknown sentiment {sentiment!r}; valid: {', '.join(KL_TARGETS)}")
-    return {**BUILD_SETTINGS, "kl_target": KL_TARGETS[sentiment]}
-
-
 EVAL_PROMPTS = 512
 EVAL_SEED = 1234
 #: Which PPO step trains the checkpoints: trl's ``PPOTrainer.step`` (the default, what the lab
@@ -65,15 +56,13 @@ def train_with_engine(cfg, output: Path, engine: str = "trl", dtype=None):
     if engine == "trl":
         return run(cfg, output, progress=True, dtype=dtype)
     from course_lib.data import build_dataset
-    from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
+    from course_lib.models import load_sentiment_pipeline, load_tokenizer
     from course_lib.ppo import CoursePPO
-    from course_lib.train import make_trainer, save_checkpoint, set_seed, train
+    from course_lib.train import load_policy_and_reference, make_trainer, save_checkpoint, set_seed, train
 
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.policy_model)
-    model = load_policy(cfg.policy_model, peft_config=cfg.peft_config())
-    ref_model = None if cfg.lora_r else load_policy(cfg.policy_model)  # LoRA: the adapter-disabled policy
-    trainer = make_trainer(cfg, model, ref_model, tokenizer, build_dataset(cfg, tokenizer))
+    trainer = make_trainer(cfg, *load_policy_and_reference(cfg), tokenizer, build_dataset(cfg, tokenizer))
     # the course's step on the trainer's own model, optimizer and KL controller; the loop is unchanged
     trainer.step = CoursePPO.from_trainer(trainer).step
     pipe = load_sentiment_pipeline(cfg.reward_model, device=trainer.accelerator.device)
@@ -127,7 +116,7 @@ def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = Fal
     from course_lib.jsonio import save_json
     name = NAMES[sentiment]
     model_dir = work / name
-    cfg = make_config("cpu", target_label=sentiment, **build_settings(sentiment))
+    cfg = make_config("cpu", target_label=sentiment, **BUILD_SETTINGS)
     info_file = work / f"{name}.train_info.json"
     if not package_only:
         t0 = time.time()
