@@ -81,26 +81,38 @@ def load_policy(name: str, value_head: bool = True, device=None, peft_config=Non
     return model.to(device) if device is not None else model
 
 
-def adapter_base(path) -> str:
-    """The base model an adapter folder was trained on, as ``from_pretrained`` takes it.
+def adapter_base_location(path) -> str:
+    """Where the base model of an adapter folder is, as ``from_pretrained`` takes it (no weight check).
 
-    A bundled base is recorded by name and resolved to its verified folder;
-    when the folder records the SHA-256 of its base's weights
+    A bundled base is recorded by its name (see :func:`save_adapter`) and
+    resolved to its verified folder; a Hub name or a path is returned as it is.
+    """
+    import json
+    from pathlib import Path
+
+    from course_lib.assets import ASSETS_DIR, bundled_names
+
+    folder = Path(path)
+    base = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{folder / ADAPTER_CONFIG} names no base_model_name_or_path")
+    return resolve(str(ASSETS_DIR / base) if base in bundled_names() else base)
+
+
+def adapter_base(path) -> str:
+    """:func:`adapter_base_location`, checked against the weights the adapter was trained on.
+
+    When the folder records the SHA-256 of its base's weights
     (``base_model.json``), a base that differs raises ``ValueError``: an
     adapter only means something on the weights it was trained on.
     """
     import json
     from pathlib import Path
 
-    from course_lib.assets import ASSETS_DIR, bundled_names, sha256_of
+    from course_lib.assets import sha256_of
 
     folder = Path(path)
-    base = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{folder / ADAPTER_CONFIG} names no base_model_name_or_path")
-    if base in bundled_names():
-        base = str(ASSETS_DIR / base)
-    base = resolve(base)
+    base = adapter_base_location(folder)
     record = folder / BASE_RECORD
     weights = Path(base) / "model.safetensors"
     if record.is_file() and weights.is_file():
@@ -109,6 +121,41 @@ def adapter_base(path) -> str:
             raise ValueError(f"the adapter in {folder} was trained on {want.get('name')!r} with weights of SHA-256 "
                              f"{want.get('sha256')}, but {weights} differs; load it on the base it was trained on")
     return base
+
+
+def save_adapter(model, folder) -> None:
+    """Write a LoRA policy (trl's value-head model around a PEFT model) as an adapter folder.
+
+    The adapter (``adapter_config.json``, ``adapter_model.safetensors``), the
+    value head (``value_head.safetensors``) and ``base_model.json``, the
+    SHA-256 of the base's weights that :func:`adapter_base` checks.  A bundled
+    base is named by its bundled name, so the folder loads wherever the course
+    is installed.  Everything is safetensors or JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from course_lib.assets import ASSETS_DIR, sha256_of
+    from course_lib.jsonio import save_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.pretrained_model.save_pretrained(folder, safe_serialization=True)
+    (folder / "README.md").unlink(missing_ok=True)  # peft's template card, not a card of this model
+    save_file({f"v_head.{k}": v.detach().contiguous().cpu() for k, v in model.v_head.state_dict().items()},
+              folder / VALUE_HEAD_FILE)
+    cfg_file = folder / ADAPTER_CONFIG
+    adapter_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    base = Path(adapter_cfg["base_model_name_or_path"])
+    if base.is_dir():
+        if base.resolve().parent == ASSETS_DIR:
+            adapter_cfg["base_model_name_or_path"] = base.name
+            cfg_file.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if (base / "model.safetensors").is_file():
+            save_json({"name": adapter_cfg["base_model_name_or_path"],
+                       "sha256": sha256_of(base / "model.safetensors")}, folder / BASE_RECORD)
 
 
 def load_adapter(path, value_head: bool = True, merge: bool = True):

@@ -324,6 +324,8 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
             model = copy.deepcopy(model).to(dtype)
         tmp = staging_folder(out_dir)
         if is_peft_policy(model):
+            from course_lib.models import save_adapter
+
             save_adapter(model, tmp)  # the tokenizer is the base model's
         else:
             model.save_pretrained(tmp, safe_serialization=True)
@@ -341,40 +343,6 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, records: list[dict] |
 def is_peft_policy(model) -> bool:
     """True when trl's value-head model wraps a PEFT model (PPO with LoRA)."""
     return bool(getattr(model, "is_peft_model", False))
-
-
-def save_adapter(model, folder: Path) -> Path:
-    """Write a LoRA policy as an adapter folder: the adapter, the value head, and which base it needs.
-
-    ``adapter_config.json`` names a bundled base by its name (so the folder
-    loads wherever the course is installed) and ``base_model.json`` records
-    the SHA-256 of the base's weights, checked on loading
-    (:func:`course_lib.models.adapter_base`).  Everything is safetensors or JSON.
-    """
-    import json
-
-    from safetensors.torch import save_file
-
-    from course_lib.assets import ASSETS_DIR, sha256_of
-    from course_lib.models import ADAPTER_CONFIG, BASE_RECORD, VALUE_HEAD_FILE
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.pretrained_model.save_pretrained(folder, safe_serialization=True)
-    (folder / "README.md").unlink(missing_ok=True)  # peft's template card, not a card of this model
-    save_file({f"v_head.{k}": v.detach().contiguous().cpu() for k, v in model.v_head.state_dict().items()},
-              folder / VALUE_HEAD_FILE)
-    cfg_file = folder / ADAPTER_CONFIG
-    adapter_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    base = Path(adapter_cfg["base_model_name_or_path"])
-    if base.is_dir():
-        if base.resolve().parent == ASSETS_DIR:
-            adapter_cfg["base_model_name_or_path"] = base.name
-            cfg_file.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if (base / "model.safetensors").is_file():
-            save_json({"name": adapter_cfg["base_model_name_or_path"],
-                       "sha256": sha256_of(base / "model.safetensors")}, folder / BASE_RECORD)
-    return folder
 
 
 def process_rank() -> tuple[int, int]:
@@ -412,7 +380,7 @@ def load_checkpoint(path: str | Path, value_head: bool = False, device=None):
     from course_lib.assets import resolve
     from course_lib.models import load_policy, load_tokenizer
 
-    from course_lib.models import adapter_base, is_adapter_folder
+    from course_lib.models import adapter_base_location, is_adapter_folder
 
     p = Path(path)
     adapter = is_adapter_folder(p)
@@ -422,7 +390,8 @@ def load_checkpoint(path: str | Path, value_head: bool = False, device=None):
                                 "or use a bundled one")
     resolved = resolve(str(p))
     # an adapter folder carries no tokenizer: it is its base model's
-    tok_source = adapter_base(resolved) if adapter and not (p / "tokenizer_config.json").is_file() else resolved
+    tok_source = adapter_base_location(resolved) if adapter and not (p / "tokenizer_config.json").is_file() \
+        else resolved
     return load_policy(resolved, value_head=value_head, device=device), load_tokenizer(tok_source)
 
 
