@@ -6,6 +6,7 @@ The executed copies are checked for error outputs, the HTML renderings and
 the comparison summary for real figures.
 """
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -90,3 +91,30 @@ def test_run_lab_gives_its_kernels_the_malloc_settings_the_makefile_exports(tmp_
         monkeypatch.delenv(key, raising=False)
     assert run_lab.main(["--notebooks", str(folder), "--out", str(tmp_path / "out")]) == 0
     assert json.loads((folder / "env.json").read_text()) == run_lab.MALLOC_ENV
+
+
+@pytest.mark.slow
+def test_part1_shows_the_reward_models_margins_on_the_labs_own_examples(lab_run):
+    """The "how far to trust the reward model" table prints what the bundled classifier really says."""
+    from course_lib.config import make_config
+    from course_lib.models import load_sentiment_pipeline
+    from course_lib.reward import sentiment_scores
+
+    code, out = lab_run
+    nb = nbformat.read(out / "executed" / "1_reward_and_data.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.get("id") == "nb1-trust-code")
+    text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    rows = re.findall(r"^ *([+-]\d+\.\d\d)  (POSITIVE|NEGATIVE) +(POSITIVE|NEGATIVE)  '(.*)'", text, re.M)
+    printed = {t: (float(margin), verdict, reader) for margin, verdict, reader, t in rows}
+    assert {"this movie was really good!!", "this movie was really bad!!", "not bad at all"} <= set(printed)
+    cfg = make_config("cpu")
+    pipe = load_sentiment_pipeline(cfg.reward_model, device=-1)
+    texts = list(printed)
+    pos = sentiment_scores(pipe, texts, "POSITIVE", cfg.sent_kwargs)
+    neg = sentiment_scores(pipe, texts, "NEGATIVE", cfg.sent_kwargs)
+    for t, p, n in zip(texts, pos, neg):
+        margin, verdict, _ = printed[t]
+        assert abs(margin - (p - n)) < 0.01, (t, margin, p - n)
+        assert verdict == ("POSITIVE" if p > n else "NEGATIVE")
+    agree = sum((m > 0) == (r == "POSITIVE") for m, _, r in printed.values())
+    assert f"{agree} of {len(printed)} on the reader's side" in text
