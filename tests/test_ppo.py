@@ -364,3 +364,20 @@ def test_lora_step_with_the_adapter_disabled_reference_matches_trl(tiny_policy_d
     before = dict(policy.named_parameters())
     for name, p in course["model"].named_parameters():
         assert torch.equal(p, before[name]) == (name not in trainable), name  # only adapters and head moved
+
+
+def test_bundled_ppo_models_were_trained_with_the_builders_settings():
+    """What `make assets` would build is what ships: each bundled model's recorded settings equal build_settings."""
+    import json
+
+    from course_lib.assets import bundled
+    from course_lib.builders.ppo import KL_TARGETS, NAMES, build_settings
+
+    assert KL_TARGETS.keys() == NAMES.keys()
+    for sentiment, name in NAMES.items():
+        recorded = json.loads((bundled(name) / "training_stats.json").read_text())["config"]
+        assert recorded["target_label"] == sentiment
+        want = build_settings(sentiment)
+        assert {k: recorded[k] for k in want} == want, name
+    with pytest.raises(ValueError, match="valid: POSITIVE, NEGATIVE"):
+        build_settings("HAPPY")
