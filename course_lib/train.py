@@ -378,9 +378,7 @@ def load_checkpoint(path: str | Path, value_head: bool = False, device=None):
     Raises ``FileNotFoundError`` naming the folder when it holds no model.
     """
     from course_lib.assets import resolve
-    from course_lib.models import load_policy, load_tokenizer
-
-    from course_lib.models import adapter_base_location, is_adapter_folder
+    from course_lib.models import adapter_base_location, is_adapter_folder, load_policy, load_tokenizer
 
     p = Path(path)
     adapter = is_adapter_folder(p)
