@@ -65,13 +65,13 @@ lab: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 assets: $(STAMP)
-	$(BIN)/python -m course_lib.builders --data-dir $(SHARED) --asset $(ASSET)
+	$(BIN)/python -m course_instructor.builders --data-dir $(SHARED) --asset $(ASSET)
 
 release: $(STAMP)
-	$(BIN)/python -m course_lib.grading release
+	$(BIN)/python -m course_instructor.grading release
 
 grade: $(STAMP)
-	$(BIN)/python -m course_lib.grading autograde --submissions submitted --jobs $(JOBS)
+	$(BIN)/python -m course_instructor.grading autograde --submissions submitted --jobs $(JOBS)
 
 # nbgrader 0.9 ships the formgrader twice: a server extension (pages under /formgrader) and a
 # JupyterLab extension (menu Nbgrader > Formgrader, a tab showing those pages). pip enables both

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from grading_fixtures import ASSIGNMENT, NOTEBOOK_NAMES, new_course, student_notebook, write_nb  # noqa: E402
 
-from course_lib import grading  # noqa: E402
-from course_lib.grading.autograde import Options, expected_evidence  # noqa: E402
+from course_instructor import grading  # noqa: E402
+from course_instructor.grading.autograde import Options, expected_evidence  # noqa: E402
 
 
 def grade(course: Path, students: list[str], *, jobs: int, sandbox: bool) -> tuple[float, dict]:

@@ -1,4 +1,4 @@
-"""The course's PPO step (``course_lib.ppo``) against trl's ``PPOTrainer.step``, in one run.
+"""The course's PPO step (``course_instructor.ppo``) against trl's ``PPOTrainer.step``, in one run.
 
 Same real batch (64 bundled IMDb prompts, responses sampled from
 ``gpt2-imdb-mini``, rewards from ``distilbert-imdb-mini``), same starting
@@ -21,7 +21,7 @@ import torch
 
 
 def main() -> None:
-    from course_lib import ppo as course_ppo
+    from course_instructor import ppo as course_ppo
     from course_lib.config import make_config
     from course_lib.data import build_dataset
     from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer

@@ -17,7 +17,7 @@ import time
 import torch
 
 from course_lib.assets import ASSETS_DIR
-from course_lib.builders.ppo import EVAL_SEED, NAMES
+from course_instructor.builders.ppo import EVAL_SEED, NAMES
 from course_lib.config import make_config
 from course_lib.data import build_dataset
 from course_lib.evaluate import LABELS, best_of_n, best_of_n_kl, compare_models

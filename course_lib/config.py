@@ -173,7 +173,7 @@ PROFILE_DEFAULTS = {
         # in minutes (measured: 1.41e-5 left the mean reward flat for 60 steps;
         # 1e-4 moved it +0.19 in 10 steps of 32, 5e-4 about +0.25 with KL 5-6 nats).
         # The bundled checkpoints use 1.41e-4 for 180 steps of 64 with 2 PPO
-        # epochs per batch (see their cards and course_lib/builders/ppo.py).
+        # epochs per batch (see their cards and course_instructor/builders/ppo.py).
         "learning_rate": 5e-4,
         # The small classifier's logits on short texts spread over about +-1.5
         # (lvwerra/distilbert-imdb: about +-3); scaling them keeps the reward

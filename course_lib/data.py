@@ -1,8 +1,10 @@
-"""The prompt dataset of the lab, and the collator that batches it for PPO.
+"""The prompt dataset of the lab.
 
 Each IMDb review becomes a *query*: its first 2-8 GPT-2 tokens, the length
 drawn at random per review with trl's ``LengthSampler``.  The policy learns to
-continue such openings.
+continue such openings.  (Batching the rows for PPO is exercise 3: the
+trainer of :mod:`course_lib.train` takes whole columns from ``datasets``
+instead, so this library holds no collator.)
 """
 from __future__ import annotations
 
@@ -100,20 +102,3 @@ def build_dataset(config, tokenizer, split: str = "train", source: str | Path | 
         ds = ds.map(tokenize, batched=True, batch_size=256, keep_in_memory=True, load_from_cache_file=False)
     ds.set_format(type="torch")
     return ds
-
-
-def collator(batch: list[dict]) -> dict[str, list]:
-    """Turn a list of samples into a dict of lists, one list per key.
-
-    ``PPOTrainer`` batches with it: queries of different lengths stay a list of
-    tensors instead of being stacked.  ``[{"a": 1, "b": 2}, {"a": 3, "b": 4}]``
-    becomes ``{"a": [1, 3], "b": [2, 4]}``.  An empty batch, or samples with
-    different keys, raise ``ValueError``.
-    """
-    if not batch:
-        raise ValueError("collator got an empty batch")
-    keys = list(batch[0])
-    for i, sample in enumerate(batch):
-        if list(sample) != keys and set(sample) != set(keys):
-            raise ValueError(f"sample {i} has keys {sorted(sample)}, expected {sorted(keys)}")
-    return {key: [sample[key] for sample in batch] for key in keys}

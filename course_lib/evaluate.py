@@ -144,18 +144,17 @@ def score_texts(query_texts: Sequence[str], responses: Mapping[str, Sequence[str
     """
     import pandas as pd
 
-    from course_lib.reward import score_for_label
+    from course_lib.reward import label_logits
 
-    kwargs = {"top_k": None, "function_to_apply": "none", **(sent_kwargs or {})}
     table = pd.DataFrame({"query": list(query_texts)})
     for name, texts in responses.items():
         if len(texts) != len(table):
             raise ValueError(f"model {name!r} has {len(texts)} responses for {len(table)} queries")
         full = [q + t for q, t in zip(query_texts, texts)]
         table[f"response [{name}]"] = list(texts)
-        outputs = sentiment_pipe(full, **kwargs)
+        logits = label_logits(sentiment_pipe, full, LABELS, batch_size=(sent_kwargs or {}).get("batch_size"))
         for label in LABELS:
-            table[f"{label} [{name}]"] = [score_for_label(o, label) for o in outputs]
+            table[f"{label} [{name}]"] = logits[label]
         table[f"VADER [{name}]"] = vader_compound(full)
     return table
 
@@ -249,7 +248,7 @@ def best_of_n(model, tokenizer, sentiment_pipe, prompts, cfg, samples: int, n: i
     import numpy as np
     import torch
 
-    from course_lib.reward import score_for_label
+    from course_lib.reward import label_logits
     from course_lib.rollout import generate_responses
 
     if samples < 1:
@@ -265,9 +264,10 @@ def best_of_n(model, tokenizer, sentiment_pipe, prompts, cfg, samples: int, n: i
             res += generate_responses(model, tokenizer, [q.to(device) for q in queries[s:s + 64]],
                                       lengths[s:s + 64], gen)
         texts = tokenizer.batch_decode([r.cpu() for r in res], skip_special_tokens=True)
-        outputs = sentiment_pipe([q + t for q, t in zip(query_texts, texts)], **cfg.sent_kwargs)
+        logits = label_logits(sentiment_pipe, [q + t for q, t in zip(query_texts, texts)], LABELS,
+                              batch_size=cfg.sent_kwargs.get("batch_size"))
         for label in LABELS:
-            scores[label][k] = [score_for_label(o, label) for o in outputs]
+            scores[label][k] = logits[label]
     return scores
 
 

@@ -7,7 +7,7 @@ cell's output; otherwise it does nothing.
 
 The grader never asks the student's kernel whether a test passed.  It reads
 the recorded values and compares them, in its own process, with the values the
-instructor's solution recorded in a separate run (:mod:`course_lib.grading.verify`).
+instructor's solution recorded in a separate run (:mod:`course_instructor.grading.verify`).
 Code in the student's kernel can silence errors, patch ``torch.equal`` or this
 very function, but it cannot make a wrong answer equal the right one without
 computing the right one.

@@ -1,38 +1,17 @@
 """Padding helpers.
 
-``pad_to_length`` right-pads one sequence of token ids.  ``left_pad`` stacks
+``left_pad`` stacks
 prompts of different lengths for batched generation (with ``position_ids``
 for the padded rows).  ``pad_to_batch_size``
 fills a list up to a batch size with all-pad sequences; the original lab used
 it to feed PPO fake samples with zero reward.  The course's training loop does
 not do that (fake samples bias the reward statistics and the advantage
 normalisation); the helper stays for the exercise that shows why.
+(Right-padding one sequence to a length is exercise 1: students write it.)
 """
 from __future__ import annotations
 
 from typing import Sequence
-
-
-def pad_to_length(seq, length: int, pad_token_id: int):
-    """Right-pad ``seq`` (a 1-D torch tensor or a list of ints) with ``pad_token_id`` to ``length``.
-
-    Returns the same type as the input.  A sequence already ``length`` long is
-    returned unchanged; a longer one raises ``ValueError`` (truncating silently
-    would drop tokens).
-    """
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    n = len(seq)
-    if n > length:
-        raise ValueError(f"sequence of {n} tokens is longer than the target length {length}")
-    if isinstance(seq, list):
-        return seq + [pad_token_id] * (length - n)
-    import torch
-
-    if not isinstance(seq, torch.Tensor) or seq.dim() != 1:
-        raise TypeError("pad_to_length takes a list of ints or a 1-D torch tensor")
-    pad = torch.full((length - n,), pad_token_id, dtype=seq.dtype, device=seq.device)
-    return torch.cat([seq, pad])
 
 
 def pad_to_batch_size(seqs: Sequence, batch_size: int, pad_token_id: int) -> list:

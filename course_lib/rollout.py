@@ -219,15 +219,3 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
     return [_cut(out[i], n, eos) for i, n in enumerate(lengths)]
 
 
-def generate_one_by_one(model, tokenizer, queries: Sequence, lengths: Sequence[int], gen_kwargs: dict) -> list:
-    """The original lab's loop: one ``generate`` call per query (kept for the benchmark)."""
-    import torch
-
-    model = _unwrap(model)
-    out = []
-    for q, n in zip(_on_device_of(model, queries), lengths):
-        with torch.no_grad():
-            ids = model.generate(input_ids=q.unsqueeze(0), attention_mask=torch.ones_like(q).unsqueeze(0),
-                                 max_new_tokens=n, **gen_kwargs)
-        out.append(_cut(ids[0, len(q):], n, tokenizer.eos_token_id))
-    return out

@@ -62,7 +62,7 @@ def check_sentiment(label: str) -> str:
 
 
 def make_trainer(cfg: LabConfig, model, ref_model, tokenizer, dataset):
-    """A ``PPOTrainer`` over ``dataset`` with the course's collator.
+    """A ``PPOTrainer`` over ``dataset`` whose batches are columns taken from ``datasets`` itself.
 
     (Strictly a subclass that fixes trl's averaging of the statistics over
     several processes, see :func:`_trainer_class`; identical in one process.)
@@ -71,17 +71,44 @@ def make_trainer(cfg: LabConfig, model, ref_model, tokenizer, dataset):
     (trl drops incomplete batches: the lab's padding with fake samples is not
     needed and would bias the statistics).
     """
-    from course_lib.data import collator
-
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the dataset has {len(dataset)} prompts, fewer than one batch of {cfg.batch_size}")
-    trainer = _trainer_class()(cfg.ppo_config(), model, ref_model, tokenizer, dataset=dataset,
-                               data_collator=collator)
+    trainer = _trainer_class()(cfg.ppo_config(), model, ref_model, tokenizer, dataset=dataset)
     check_process_group(trainer.accelerator)
     return trainer
 
 
 _TRAINER_CLASS = None
+
+
+class _Columns:
+    """A ``datasets.Dataset`` seen by torch's ``DataLoader``: a batch of indices is fetched as columns.
+
+    torch's loader asks ``__getitems__`` for a whole batch when a dataset has it.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def __getitems__(self, indices) -> dict:
+        return self.dataset[list(indices)]
+
+
+def _column_lists(columns: dict) -> dict:
+    """A batch fetched as columns, each a list: ``datasets`` stacks a column whose rows have one shape.
+
+    trl's ``step`` wants a *list* of query tensors, so a stacked column is cut
+    back into its rows.
+    """
+    import torch
+
+    return {k: list(v) if isinstance(v, torch.Tensor) else v for k, v in columns.items()}
 
 
 def _trainer_class():
@@ -101,6 +128,21 @@ def _trainer_class():
         from trl import PPOTrainer
 
         class CoursePPOTrainer(PPOTrainer):
+            def prepare_dataloader(self, dataset, data_collator=None):
+                """trl's loader (shuffled, whole batches only), fetching each batch as columns.
+
+                ``dataset[[i, j, ...]]`` of a ``datasets.Dataset`` is already a dict of
+                lists (one per column), which is what the training loop reads
+                (``batch["input_ids"]``, ``batch["query"]``): no collator is needed.  The
+                shuffle draws from torch's generator exactly as trl's own loader does.
+                """
+                from torch.utils.data import DataLoader
+
+                if hasattr(dataset, "column_names"):
+                    dataset = self._remove_unused_columns(dataset)
+                return DataLoader(_Columns(dataset), batch_size=self.config.batch_size, shuffle=True,
+                                  drop_last=True, collate_fn=_column_lists)
+
             def gather_stats(self, stats):
                 import torch.distributed as dist
 

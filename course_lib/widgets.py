@@ -10,7 +10,7 @@ def continuations(models: Mapping, tokenizer, sentiment_pipe, prompt: str, gen_k
     """For each model: the sampled continuation of ``prompt`` and its POSITIVE and NEGATIVE logits."""
     import torch
 
-    from course_lib.reward import score_for_label
+    from course_lib.reward import label_logits
     from course_lib.rollout import generate_some_text
 
     rows = []
@@ -18,9 +18,9 @@ def continuations(models: Mapping, tokenizer, sentiment_pipe, prompt: str, gen_k
         if seed is not None:
             torch.manual_seed(seed)
         text = generate_some_text(model, tokenizer, prompt, gen_kwargs, max_new_tokens=max_new_tokens)
-        out = sentiment_pipe([text], **sent_kwargs)[0]
-        rows.append({"model": name, "text": text, "POSITIVE": score_for_label(out, "POSITIVE"),
-                     "NEGATIVE": score_for_label(out, "NEGATIVE")})
+        logits = label_logits(sentiment_pipe, [text], ["POSITIVE", "NEGATIVE"])
+        rows.append({"model": name, "text": text, "POSITIVE": logits["POSITIVE"][0],
+                     "NEGATIVE": logits["NEGATIVE"][0]})
     return rows
 
 

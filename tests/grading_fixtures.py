@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import grading
+from course_instructor import grading
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = grading.ASSIGNMENT
@@ -82,7 +82,7 @@ def write_nb(path: Path, nb: dict) -> None:
 
 
 def autograde(course: Path, *args: str, timeout: float = 40 * 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course),
+    return subprocess.run([sys.executable, "-m", "course_instructor.grading", "--course-dir", str(course),
                            "autograde", "--submissions", "submitted", *args],
                           capture_output=True, text=True, timeout=timeout)
 

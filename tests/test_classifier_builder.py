@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from course_lib.builders import phrases, teacher
-from course_lib.builders.metrics import read_sentences
+from course_instructor.builders import phrases, teacher
+from course_instructor.builders.metrics import read_sentences
 
 
 def test_no_test_sentence_is_a_training_verdict():
@@ -49,7 +49,7 @@ def test_teacher_learns_words_and_word_pairs():
 
 
 def test_openings_are_the_first_gpt2_tokens_and_inner_windows_skip_the_first_word(gpt2_tokenizer):
-    from course_lib.builders.classifier import OPENING_TOKENS, inner_window, openings
+    from course_instructor.builders.classifier import OPENING_TOKENS, inner_window, openings
 
     review = "This film is a quiet, patient drama about two brothers who run a farm in the hills of Wales."
     ids = gpt2_tokenizer(review)["input_ids"]

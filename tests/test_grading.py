@@ -1,6 +1,6 @@
 """The nbgrader side of the course: release, the exercises' structure, and a grading round trip.
 
-* ``notebooks/`` must be exactly what ``python -m course_lib.grading release``
+* ``notebooks/`` must be exactly what ``python -m course_instructor.grading release``
   generates from ``solutions/`` now (fails when someone edits the student copies
   by hand or forgets ``make release``);
 * the student copies leak no solution, hidden test or model answer, and keep
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import grading
+from course_instructor import grading
 
 from grading_fixtures import (ASSIGNMENT, BEGIN_SOLUTION, END_SOLUTION, NOTEBOOK_NAMES, RELEASED, REPO,  # noqa: E402
                               SOLUTIONS, load, meta, source)
@@ -359,7 +359,7 @@ def test_round_trip_second_run_keeps_unchanged_submissions(graded_course):
     """Without --force an unchanged submission is not graded again (and the expected results are cached)."""
     course = graded_course["course"]
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course), "autograde",
+    proc = subprocess.run([sys.executable, "-m", "course_instructor.grading", "--course-dir", str(course), "autograde",
                            "--submissions", "submitted", "--student", "perfect", "--no-feedback", "--output",
                            "again2.csv"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

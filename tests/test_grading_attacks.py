@@ -208,7 +208,7 @@ def test_a_grader_killed_mid_run_leaves_gradebook_and_table_as_they_were(serial_
     course = serial_course
     gradebook, table = course / "build" / "gradebook.db", course / "serial.csv"
     before = (gradebook.read_bytes(), table.read_bytes())
-    proc = subprocess.Popen([sys.executable, "-m", "course_lib.grading", "--course-dir", str(course), "autograde",
+    proc = subprocess.Popen([sys.executable, "-m", "course_instructor.grading", "--course-dir", str(course), "autograde",
                              "--submissions", "submitted", "--jobs", "2", "--force", "--no-feedback",
                              "--output", "serial.csv"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -1,4 +1,4 @@
-"""course_lib.grading.sandbox and .runner: what a notebook executed for grading can and cannot do.
+"""course_instructor.grading.sandbox and .runner: what a notebook executed for grading can and cannot do.
 
 Each test starts real sandboxes (bubblewrap; `.ci/run` installs it) with small
 notebooks; a kernel start costs a few seconds.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.grading import sandbox
-from course_lib.grading.course import GradingError
+from course_instructor.grading import sandbox
+from course_instructor.grading.course import GradingError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,9 @@ def probe(tmp_path_factory):
         "import socket; socket.create_connection(('10.1.2.3', 80), timeout=2)",
         "open('scratch.txt', 'w').write('mine'); print(open('scratch.txt').read())",
         "print('x' * 3_000_000)",
-        "import course_lib.padding, torch; print(course_lib.padding.pad_to_length(torch.tensor([1]), 3, 0).tolist())",
+        "import course_lib.padding, torch; print(course_lib.padding.left_pad([torch.tensor([1])], 0)[0].tolist())",
+        "import importlib.util as u; print([m for m in ('course_instructor', 'course_instructor.reference') "
+        "if u.find_spec(m.split('.')[0]) is not None])",
     )
     limits = sandbox.Limits(cell_timeout=60, wall_seconds=300, cell_output_bytes=1_000_000)
     run = sandbox.execute_notebook(nb, limits=limits, slot=3)
@@ -78,7 +80,8 @@ def test_scratch_is_writable_and_output_is_cut(probe):
     assert _text(cells[4]).strip() == "mine"
     assert run.truncated_cells == [5] and "output cut by the grader" in _text(cells[5])
     assert len(_text(cells[5])) < 1_100_000
-    assert _text(cells[6]).strip() == "[1, 0, 0]"                  # the library works as usual
+    assert _text(cells[6]).strip() == "[[1]]"                      # the library works as usual
+    assert _text(cells[7]).strip() == "[]"                         # the instructor's package is not there
 
 
 def test_a_notebook_that_runs_too_long_is_stopped():
@@ -95,7 +98,7 @@ def test_without_bubblewrap_the_error_says_how_to_install_it(monkeypatch):
 
 
 def test_make_grade_stops_without_bubblewrap(tmp_path, monkeypatch, capsys):
-    from course_lib import grading
+    from course_instructor import grading
 
     shutil.copy2(REPO / "nbgrader_config.py", tmp_path)
     shutil.copytree(REPO / "solutions", tmp_path / "solutions")

@@ -1,10 +1,10 @@
-"""course_lib.grading.scan: which files are graded, and the flags a human reviewer sees."""
+"""course_instructor.grading.scan: which files are graded, and the flags a human reviewer sees."""
 from __future__ import annotations
 
 import copy
 import json
 
-from course_lib.grading import scan
+from course_instructor.grading import scan
 
 
 def _released():

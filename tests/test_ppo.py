@@ -1,4 +1,4 @@
-"""course_lib.ppo: the course's PPO step equals trl 0.11.4's ``PPOTrainer.step``.
+"""course_instructor.ppo: the course's PPO step equals trl 0.11.4's ``PPOTrainer.step``.
 
 Both steps get the same batch, the same NumPy seed (trl shuffles the
 mini-batches with NumPy's global generator) and copies of the same starting
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import ppo as course_ppo
+from course_instructor import ppo as course_ppo
 
 STATS_RTOL = 1e-5
 # The policy loss is a mean of terms of size ~1 that cancel to ~1e-3; float32 sums in a different
@@ -327,7 +327,7 @@ def test_rloo_step_trains_the_policy_and_leaves_the_value_head_alone(tiny):
 
 # ---- the builders' --engine option ----------------------------------------------------------
 def test_builder_engines_train_the_same_run(tiny_policy_dir, tiny_classifier_dir, imdb_parquet_dir, tmp_path):
-    from course_lib.builders.ppo import train_with_engine
+    from course_instructor.builders.ppo import train_with_engine
     from course_lib.config import make_config
 
     cfg = make_config("cpu", policy_model=str(tiny_policy_dir), reward_model=str(tiny_classifier_dir),
@@ -371,7 +371,7 @@ def test_bundled_ppo_models_were_trained_with_the_builders_settings():
     import json
 
     from course_lib.assets import bundled
-    from course_lib.builders.ppo import KL_TARGETS, NAMES, build_settings
+    from course_instructor.builders.ppo import KL_TARGETS, NAMES, build_settings
 
     assert KL_TARGETS.keys() == NAMES.keys()
     for sentiment, name in NAMES.items():

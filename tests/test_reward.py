@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from course_lib.models import load_sentiment_pipeline
-from course_lib.reward import (check_label, labels_of, mean, score_for_label, sentiment_rewards,
+from course_instructor.reference import score_for_label
+from course_lib.reward import (check_label, label_logits, labels_of, mean, sentiment_rewards,
                                sentiment_scores)
 
 POS_FIRST = [{"label": "POSITIVE", "score": 2.5}, {"label": "NEGATIVE", "score": -2.25}]
@@ -132,7 +133,7 @@ REQUIRED = {"this movie was really good!!": "POSITIVE", "This movie was great.":
 
 
 def test_short_sentence_list_is_balanced_and_holds_the_labs_examples():
-    from course_lib.builders.metrics import read_sentences
+    from course_instructor.builders.metrics import read_sentences
 
     pairs = read_sentences()
     labels = [label for label, _ in pairs]
@@ -147,7 +148,7 @@ def test_short_sentence_list_is_balanced_and_holds_the_labs_examples():
     "that meets this target has not been committed yet. strict: this marker must go when one is."))
 def test_bundled_classifier_judges_short_sentences_like_a_reader():
     """>= 95% of the hand-written sentences right, with a median |POSITIVE - NEGATIVE| margin >= 2 logits."""
-    from course_lib.builders.metrics import read_sentences, sentence_metrics
+    from course_instructor.builders.metrics import read_sentences, sentence_metrics
     from course_lib.config import make_config
 
     pipe = load_sentiment_pipeline(make_config("cpu").reward_model, device=-1)
@@ -161,9 +162,23 @@ def test_bundled_classifier_judges_short_sentences_like_a_reader():
 
 
 def test_read_sentences_rejects_a_bad_line(tmp_path):
-    from course_lib.builders.metrics import read_sentences
+    from course_instructor.builders.metrics import read_sentences
 
     f = tmp_path / "s.tsv"
     f.write_text("# comment\nPOSITIVE\tfine\nHAPPY\tnope\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"s.tsv:3: .*one of POSITIVE, NEGATIVE"):
         read_sentences(f)
+
+
+def test_label_logits_equal_the_pipelines_scores_read_by_name(pipe):
+    """The library reads logits from the model by label name; the pipeline's outputs say the same."""
+    outputs = pipe(TEXTS, **SENT_KWARGS)
+    got = label_logits(pipe, TEXTS, ["POSITIVE", "NEGATIVE"], batch_size=2)
+    for i, out in enumerate(outputs):
+        for label in ("POSITIVE", "NEGATIVE"):
+            assert abs(got[label][i] - score_for_label(out, label)) < 1e-5
+
+
+def test_label_logits_unknown_label_names_the_valid_ones(pipe):
+    with pytest.raises(ValueError, match="POSITIVE"):
+        label_logits(pipe, TEXTS, ["HAPPY"])

@@ -7,8 +7,8 @@ import torch
 
 from course_lib.config import make_config
 from course_lib.models import load_policy
-from course_lib.rollout import (decoding_mode, generate_one_by_one, generate_responses, generate_some_text,
-                                sample_from_logits)
+from course_instructor.reference import generate_one_by_one
+from course_lib.rollout import decoding_mode, generate_responses, generate_some_text, sample_from_logits
 
 PROMPTS = ["This movie", "I watched this film last night and I have to say that", "Great", "The acting was"]
 LENGTHS = [5, 12, 8, 16]

@@ -1,6 +1,6 @@
 """A bag-of-bigrams logistic regression: the teacher ``distilbert-imdb-mini`` is distilled from.
 
-Maintainer tool, used by ``course_lib.builders.classifier``.  Features are the
+Maintainer tool, used by ``course_instructor.builders.classifier``.  Features are the
 uncased BERT WordPiece tokens of a text and every pair of neighbouring tokens
 (present or not: binary), restricted to those seen in at least ``min_df``
 training texts.  A linear model on such features reaches about 90% on whole

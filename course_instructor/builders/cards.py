@@ -70,7 +70,7 @@ profile, through the same call: `pipeline("sentiment-analysis", model=<this fold
   max length {info['max_length']} tokens; weights stored in float16.
 
 ## Training: distillation from two bag-of-bigrams teachers
-1. **Teachers** (`course_lib/builders/teacher.py`): logistic regressions on
+1. **Teachers** (`course_instructor/builders/teacher.py`): logistic regressions on
    binary features, the WordPiece tokens and neighbouring token pairs.
    - The *whole-review teacher*: fitted on the labelled train reviews
      ({tw['features']:,} features, bigrams seen in at least {tw['min_df']} reviews, {tw['minutes']} minutes).
@@ -91,7 +91,7 @@ profile, through the same call: `pipeline("sentiment-analysis", model=<this fold
    verdict on the review and the opening teacher's on the opening
    ({info['unsup_whole']:,} of them also whole, target the whole-review teacher);
    {info['phrases']:,} short verdicts composed from word lists
-   (`course_lib/builders/phrases.py`: praise, pans, intensifiers, negations;
+   (`course_instructor/builders/phrases.py`: praise, pans, intensifiers, negations;
    half of them after a review's first 2-8 words, as the lab's prompt +
    response), target 0.998 or 0.002 (0.9 for a negated pan such as "not
    bad"): what a reader knows and review labels do not teach, since in IMDb
@@ -126,7 +126,7 @@ For scale: `lvwerra/distilbert-imdb` reports 92.8% on whole reviews. Many
 16-token openings carry no sentiment at all, so prefix accuracy is lower by
 nature. The short sentences were written for the tests, not drawn from the
 training verdicts (a test checks that none of them is one). Recompute these
-figures with `python -m course_lib.builders.metrics --data-dir ../shared/data`.
+figures with `python -m course_instructor.builders.metrics --data-dir ../shared/data`.
 
 The short sentences, scored (raw logits):
 
@@ -169,7 +169,7 @@ share one "rare" class whose probability is split among them by unigram
 frequency. The last hidden dimension is pinned to a constant at the final layer
 norm, which turns it into a per-token output bias in the tied embedding, so the
 exported full 50,257-token model computes exactly the trained distribution
-(see `course_lib/builders/lm.py`).
+(see `course_instructor/builders/lm.py`).
 
 Last validation points:
 
@@ -185,7 +185,7 @@ Ten samples from "This movie" (seed {m['sample_seed']}, pure sampling: top_k 0, 
 
 {samples}
 
-Recompute with `python -m course_lib.builders.metrics --data-dir ../shared/data`.
+Recompute with `python -m course_instructor.builders.metrics --data-dir ../shared/data`.
 
 Data citation: {IMDB_CITATION}
 """
@@ -241,7 +241,7 @@ calls a text positive above 0.05 and negative below -0.05.
 
 def _engine_note(info: dict) -> str:
     if info.get("engine", "trl") == "course":
-        return ("The step: `course_lib.ppo.CoursePPO.step` on the `PPOTrainer`'s model, optimizer and KL "
+        return ("The step: `course_instructor.ppo.CoursePPO.step` on the `PPOTrainer`'s model, optimizer and KL "
                 "controller, the same algorithm checked equal to trl's `PPOTrainer.step` "
                 "(tests/test_ppo.py) and faster (docs/benchmarks.md).")
     return "The step: trl's `PPOTrainer.step`."

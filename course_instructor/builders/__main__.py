@@ -1,7 +1,7 @@
 """``make assets``: rebuild the bundled assets from ../shared/data with fixed seeds.
 
-    python -m course_lib.builders --data-dir ../shared/data --asset all
-    python -m course_lib.builders --data-dir ../shared/data --asset distilbert-imdb-mini
+    python -m course_instructor.builders --data-dir ../shared/data --asset all
+    python -m course_instructor.builders --data-dir ../shared/data --asset distilbert-imdb-mini
 
 Each asset is trained into ``build/assets-work/<name>/`` (checkpoints, logs,
 ``train_info.json``), measured, and packaged into ``course_lib/assets/<name>/``
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from course_lib.assets import ASSETS_DIR
-from course_lib.builders import cards, common
-from course_lib.builders.common import build_note, log
+from course_instructor.builders import cards, common
+from course_instructor.builders.common import build_note, log
 
 ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini",
           "inside-ppo-runs")
@@ -28,8 +28,8 @@ WORK = Path("build/assets-work")
 
 
 def build_imdb(data_dir: Path, package_only: bool) -> None:
-    from course_lib.builders import data
-    from course_lib.builders.package import assemble
+    from course_instructor.builders import data
+    from course_instructor.builders.package import assemble
 
     work = WORK / "imdb-mini"
     info = data.build(data_dir, work)
@@ -39,8 +39,8 @@ def build_imdb(data_dir: Path, package_only: bool) -> None:
 def _train_measure_package(name: str, trainer, work_sub: str, measure, card, kind: str, data_dir: Path,
                            package_only: bool, model_max_length_key: str | None = None) -> None:
     """Train (unless ``package_only``) into WORK/name, measure the model, package it with its card."""
-    from course_lib.builders import metrics
-    from course_lib.builders.package import assemble
+    from course_instructor.builders import metrics
+    from course_instructor.builders.package import assemble
 
     model_dir = WORK / name
     if not package_only:
@@ -56,14 +56,14 @@ def _train_measure_package(name: str, trainer, work_sub: str, measure, card, kin
 
 
 def build_classifier(data_dir: Path, package_only: bool) -> None:
-    from course_lib.builders import classifier, metrics
+    from course_instructor.builders import classifier, metrics
 
     _train_measure_package("distilbert-imdb-mini", classifier, "classifier", metrics.classifier_metrics,
                            cards.classifier_card, "classifier", data_dir, package_only)
 
 
 def build_lm(data_dir: Path, package_only: bool) -> None:
-    from course_lib.builders import lm, metrics
+    from course_instructor.builders import lm, metrics
 
     _train_measure_package("gpt2-imdb-mini", lm, "lm", metrics.lm_metrics, cards.lm_card, "lm", data_dir,
                            package_only, model_max_length_key="ctx")
@@ -73,14 +73,14 @@ ENGINE = "course"  # set by --engine
 
 
 def build_ppo(sentiment: str, data_dir: Path, package_only: bool) -> None:
-    from course_lib.builders import ppo
+    from course_instructor.builders import ppo
 
     ppo.build(sentiment, WORK, ASSETS_DIR, package_only=package_only, engine=ENGINE)
 
 
 def build_inside_ppo_runs(package_only: bool) -> None:
     """Notebook 4's experiments: statistics of short PPO runs (reads only the bundled assets)."""
-    from course_lib.builders import inside_ppo
+    from course_instructor.builders import inside_ppo
 
     inside_ppo.main(["--package"] if package_only else ["--runs", "all", "--package"])
 
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--asset", default="all", help=f"all or one of: {', '.join(ASSETS)}")
     p.add_argument("--package-only", action="store_true", help="re-measure and re-package trained work folders")
     p.add_argument("--engine", default="course", help="PPO step of the ppo-* builds: course (default: "
-                   "course_lib.ppo, checked equal to trl's and faster, as the bundled models were built; see "
+                   "course_instructor.ppo, checked equal to trl's and faster, as the bundled models were built; see "
                    "docs/benchmarks.md) or trl (PPOTrainer.step)")
     args = p.parse_args(argv)
     if args.engine not in ("trl", "course"):

@@ -1,6 +1,6 @@
 """One student's ``nbgrader autograde``, with the sandboxed execution step (a trusted subprocess).
 
-``python -m course_lib.grading.job <nbgrader autograde arguments>`` runs
+``python -m course_instructor.grading.job <nbgrader autograde arguments>`` runs
 nbgrader's own autograde command in this process with one change: nbgrader's
 ``Execute`` preprocessor is replaced by :class:`~.preprocessors.SandboxedExecute`.
 Options of that step are passed as ``--SandboxedExecute.<name>=<value>``.

@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_lib.grading {release,autograde,report}`` (see the package docstring)."""
+"""Command line: ``python -m course_instructor.grading {release,autograde,report}`` (see the package docstring)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--course-dir", type=Path, default=argparse.SUPPRESS,
                         help="the course folder with nbgrader_config.py (default: this repository)")
     common.add_argument("--assignment", default=argparse.SUPPRESS, help=f"assignment name (default: {ASSIGNMENT})")
-    p = argparse.ArgumentParser(prog="python -m course_lib.grading", parents=[common],
+    p = argparse.ArgumentParser(prog="python -m course_instructor.grading", parents=[common],
                                 description="Release the student notebooks and autograde submissions (nbgrader).")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -217,7 +217,7 @@ def grade_student(course: Course, assignment: str, student: str, submissions: Pa
             f"--SandboxedExecute.expected={expected}", f"--SandboxedExecute.report={report}",
             f"--SandboxedExecute.assignment={assignment}"]
     t0 = time.time()
-    code, out = run_nbgrader(course, args, module="course_lib.grading.job", log=res.log,
+    code, out = run_nbgrader(course, args, module="course_instructor.grading.job", log=res.log,
                              timeout=(opts.student_timeout + 120) if opts.student_timeout else None)
     res.seconds = time.time() - t0
     for f in _findings(report):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.builders.common import log, read_imdb_split
+from course_instructor.builders.common import log, read_imdb_split
 
 
 def balanced_sample(texts: list[str], labels: list[int], per_label: int, rng: np.random.Generator):

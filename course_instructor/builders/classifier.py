@@ -52,7 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.builders.common import (
+from course_instructor.builders.common import (
     bert_tokenizer_from_shared,
     builder_parser,
     clean_review,
@@ -128,7 +128,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def _cached_teacher(path: Path, fit):
     """A teacher from ``path`` (npz), or ``fit()`` -> (teacher, info) saved there atomically."""
-    from course_lib.builders import teacher
+    from course_instructor.builders import teacher
 
     if path.is_file():
         d = np.load(path)
@@ -149,7 +149,7 @@ def fit_teachers(tok, gtok, texts: list[str], labels: list[int], unsup: list[str
     Returns ``(whole, opening, info, unsup_log_odds)``: the last is the whole-review
     teacher's verdict on every unlabelled review.
     """
-    from course_lib.builders import teacher
+    from course_instructor.builders import teacher
 
     def ids(xs):
         return tok(xs, add_special_tokens=False)["input_ids"]
@@ -190,7 +190,7 @@ def teacher_accuracy(t, tok, texts: list[str], labels: list[int]) -> float:
 
 def make_epoch(whole_t, open_t, tok, gtok, tr_t, tr_y, unsup, z_unsup, args, rng):
     """One epoch's texts and target probabilities of POSITIVE (see the module docstring)."""
-    from course_lib.builders import phrases
+    from course_instructor.builders import phrases
 
     w = args.label_weight
     texts, targets = [], []
@@ -355,7 +355,7 @@ def main(argv=None) -> None:
     info = {k: v for k, v in vars(args).items() if k not in ("data_dir", "out", "work")}
     info.update({"train_minutes": round(train_minutes, 1), "history": history, "torch_threads": torch.get_num_threads(),
                  "teacher": teacher_info,
-                 "command": "python -m course_lib.builders.classifier " + " ".join(sys.argv[1:] if argv is None else argv)})
+                 "command": "python -m course_instructor.builders.classifier " + " ".join(sys.argv[1:] if argv is None else argv)})
     tmp = args.work / "train_info.tmp.json"
     tmp.write_text(json.dumps(info, indent=1))
     tmp.replace(args.work / "train_info.json")

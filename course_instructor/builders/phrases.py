@@ -1,6 +1,6 @@
 """Short labelled verdicts built from word lists: plain-language knowledge IMDb labels lack.
 
-Maintainer tool, used by ``course_lib.builders.classifier``.  A review's label
+Maintainer tool, used by ``course_instructor.builders.classifier``.  A review's label
 says little about any one of its phrases: in IMDb, "good" appears about as
 often in negative reviews as in positive ones ("no good", "good grief", "the
 only good thing"), and "not bad" leans negative.  A small model trained from

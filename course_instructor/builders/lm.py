@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.builders.common import (
+from course_instructor.builders.common import (
     builder_parser,
     clean_review,
     gpt2_tokenizer_from_shared,

@@ -1,6 +1,6 @@
 """Recompute the figures in the bundled models' cards.
 
-``python -m course_lib.builders.metrics --data-dir ../shared/data`` prints,
+``python -m course_instructor.builders.metrics --data-dir ../shared/data`` prints,
 for the bundled assets: classifier accuracy on the full IMDb test split, on
 16-token prefixes and on the hand-written short sentences of
 ``tests/data/short_sentences.tsv`` (with their logit margins), language-model perplexity on 1,000 test reviews, samples
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from course_lib.assets import ASSETS_DIR
-from course_lib.builders.common import clean_review, gpt2_tokenizer_from_shared, read_imdb_split
-from course_lib.builders.package import folder_size_mb
+from course_instructor.builders.common import clean_review, gpt2_tokenizer_from_shared, read_imdb_split
+from course_instructor.builders.package import folder_size_mb
 
 PPL_REVIEWS = 1000
 PPL_SEED = 7
@@ -44,7 +44,7 @@ def read_sentences(path: Path = SHORT_SENTENCES) -> list[tuple[str, str]]:
 
 def sentence_metrics(pipe, pairs: list[tuple[str, str]]) -> dict:
     """Accuracy and |POSITIVE - NEGATIVE| margins (logits) of a sentiment pipeline on labelled sentences."""
-    from course_lib.reward import score_for_label
+    from course_instructor.reference import score_for_label
 
     outputs = pipe([t for _, t in pairs], top_k=None, function_to_apply="none")
     rows = []
@@ -69,7 +69,7 @@ def classifier_metrics(model_dir: Path, data_dir: Path, batch: int = 128) -> dic
     """Accuracy on all 25,000 test reviews (cleaned, truncated to model_max_length) and on 16-token prefixes."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from course_lib.builders.classifier import accuracy
+    from course_instructor.builders.classifier import accuracy
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32)
@@ -103,7 +103,7 @@ def lm_metrics(model_dir: Path, data_dir: Path, n_samples: int = 10, seed: int =
     """Perplexity on 1,000 seeded test reviews (128-token windows) and samples from "This movie"."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from course_lib.builders.lm import perplexity
+    from course_instructor.builders.lm import perplexity
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)

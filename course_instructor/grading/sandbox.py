@@ -1,7 +1,7 @@
 """Execute an untrusted notebook inside a bubblewrap sandbox.
 
-One call of :func:`execute_notebook` starts ``python -m course_lib.grading.runner``
-inside a fresh sandbox, hands it the notebook on stdin and reads the executed
+One call of :func:`execute_notebook` starts the grader's runner (:mod:`.runner`, the one file of
+``course_instructor`` the sandbox sees, at ``RUNNER_PATH``) inside a fresh sandbox, hands it the notebook on stdin and reads the executed
 notebook back from its stdout.  Nothing else crosses the boundary: the sandbox
 has **no writable host path at all**.
 
@@ -10,6 +10,8 @@ What the sandbox (bubblewrap, Debian package ``bubblewrap``) gives the code insi
 * a read-only view of the system (``/usr``, ``/etc``), of the Python
   installation and virtual environment, and of the ``course_lib`` package: not
   the course folder, so no ``solutions/``, gradebook, ``submitted/``,
+  ``course_instructor`` (reference implementations, builders, the grader; only
+  the runner's own file is bound, alone),
   ``autograded/`` or other student;
 * writable scratch space only in memory (``tmpfs``, size-limited): the home
   folder where the notebook runs, and ``/tmp``;
@@ -49,7 +51,8 @@ from .course import GradingError
 
 INSTALL_HINT = ("install it with `sudo apt-get install bubblewrap` (Debian/Ubuntu; `dnf install bubblewrap` "
                 "on Fedora), or pass --no-sandbox to grade without isolation (only for trusted submissions)")
-HOME = "/home/student"            # the sandbox's home; the notebook runs in HOME/course/<assignment>
+HOME = "/home/student"
+RUNNER_PATH = "/opt/course-grader/runner.py"   # where the runner's file is bound inside the sandbox            # the sandbox's home; the notebook runs in HOME/course/<assignment>
 GiB, MiB = 1 << 30, 1 << 20
 DEFAULT_UID_BASE = 61000          # sandbox user ids: base + slot (root only)
 
@@ -230,6 +233,9 @@ def sandbox_command(inner: list[str], *, slot: int, limits: Limits, env: dict[st
                 cmd += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         cmd += ["--ro-bind", str(root), str(root)]
+    # the grader's runner: its one file, not the package around it (which holds the reference answers)
+    cmd += ["--perms", "0755", "--dir", str(Path(RUNNER_PATH).parent),
+            "--ro-bind", str(Path(__file__).resolve().with_name("runner.py")), RUNNER_PATH]
     # the home folder, in memory too
     cmd += ["--perms", "0755", "--dir", "/home",
             "--perms", "0777", "--size", str(limits.home_bytes), "--tmpfs", HOME,
@@ -307,7 +313,8 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     """
     workdir = f"{HOME}/course/{assignment}"
     request = {"notebook": nb, "cwd": workdir, "limits": limits.to_json(), "reap_strays": sandbox}
-    inner = [str(Path(sys.prefix).resolve() / "bin" / "python"), "-m", "course_lib.grading.runner"]
+    python = str(Path(sys.prefix).resolve() / "bin" / "python")
+    inner = [python, RUNNER_PATH] if sandbox else [python, str(Path(__file__).resolve().with_name("runner.py"))]
     run_env = sandbox_env(env)
     if sandbox:
         # as root, a leased uid is held until the sandbox has ended and let go however this ends

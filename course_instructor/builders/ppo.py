@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from course_lib.builders.common import build_note, log
+from course_instructor.builders.common import build_note, log
 
 NAMES = {"POSITIVE": "ppo-happy-mini", "NEGATIVE": "ppo-pessimistic-mini"}
 
@@ -52,7 +52,7 @@ def build_settings(sentiment: str) -> dict:
 EVAL_PROMPTS = 512
 EVAL_SEED = 1234
 #: Which PPO step trains the checkpoints: trl's ``PPOTrainer.step`` (the default, what the lab
-#: teaches) or the course's ``course_lib.ppo.CoursePPO.step``, the same algorithm checked equal to
+#: teaches) or the course's ``course_instructor.ppo.CoursePPO.step``, the same algorithm checked equal to
 #: trl's (tests/test_ppo.py) and 2.6x faster at 64 prompts and 2 PPO epochs (docs/benchmarks.md).
 ENGINES = ("trl", "course")
 
@@ -67,7 +67,7 @@ def train_with_engine(cfg, output: Path, engine: str = "trl", dtype=None):
         return run(cfg, output, progress=True, dtype=dtype)
     from course_lib.data import build_dataset
     from course_lib.models import load_sentiment_pipeline, load_tokenizer
-    from course_lib.ppo import CoursePPO
+    from course_instructor.ppo import CoursePPO
     from course_lib.train import load_policy_and_reference, make_trainer, save_checkpoint, set_seed, train
 
     set_seed(cfg.seed)
@@ -120,8 +120,8 @@ def evaluate_checkpoint(sentiment: str, model_dir: Path, cfg) -> dict:
 def build(sentiment: str, work: Path, assets_dir: Path, package_only: bool = False, engine: str = "course") -> Path:
     import torch
 
-    from course_lib.builders import cards
-    from course_lib.builders.package import assemble
+    from course_instructor.builders import cards
+    from course_instructor.builders.package import assemble
     from course_lib.config import make_config
     from course_lib.jsonio import save_json
     name = NAMES[sentiment]

@@ -1,4 +1,7 @@
-"""Execute one notebook; runs *inside* the grading sandbox (``python -m course_lib.grading.runner``).
+"""Execute one notebook; runs *inside* the grading sandbox (``python runner.py``).
+
+It is the only file of ``course_instructor`` the sandbox sees (bound alone), so it
+imports nothing of the course: the standard library, nbformat and nbclient.
 
 Protocol: a JSON request on stdin ``{"notebook": ..., "cwd": ..., "limits": {...},
 "reap_strays": bool}``; one JSON reply on stdout ``{"status": ..., "notebook": ...,
@@ -8,7 +11,7 @@ or the libraries print goes to stderr (the grader keeps its tail as a log).
 The grader trusts nothing of the reply: the student's code runs in the same
 sandbox, under the same user id, and could rewrite it.  The grader takes only
 the cells' outputs from it, and decides scores from evidence checked outside
-(:mod:`course_lib.grading.verify`).  What this runner adds is robustness for
+(:mod:`course_instructor.grading.verify`).  What this runner adds is robustness for
 honest and careless notebooks: each cell's output is cut after a limit (a
 10-million-line print does not become a 100 MB notebook), a cell that runs too
 long is interrupted (and says so), and processes the kernel starts (a fork

@@ -1,4 +1,4 @@
-"""grades.csv and feedback from the gradebook (``python -m course_lib.grading report``)."""
+"""grades.csv and feedback from the gradebook (``python -m course_instructor.grading report``)."""
 from __future__ import annotations
 
 import csv

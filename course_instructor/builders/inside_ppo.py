@@ -6,15 +6,15 @@
   REINFORCE with a leave-one-out baseline (no value head), seeds 0, 1, 2,
   batches of 16 prompts, KL coefficient 0.3.
 
-Every run uses the course's own step (``course_lib.ppo.CoursePPO``: trl 0.11's
+Every run uses the course's own step (``course_instructor.ppo.CoursePPO``: trl 0.11's
 step for GAE, checked equal in ``tests/test_ppo.py``; trl has no REINFORCE
 variant) on the cpu profile's models and data.  Output: one small JSON file
 of per-step statistics (no model weights), packaged with a card and a
 ``SHA256SUMS`` manifest into ``course_lib/assets/inside-ppo-runs/``.
 
-    python -m course_lib.builders.inside_ppo --runs all            # everything, one process
-    python -m course_lib.builders.inside_ppo --runs frontier-0.03 frontier-0.1 ...   # some runs
-    python -m course_lib.builders.inside_ppo --package             # collect finished runs
+    python -m course_instructor.builders.inside_ppo --runs all            # everything, one process
+    python -m course_instructor.builders.inside_ppo --runs frontier-0.03 frontier-0.1 ...   # some runs
+    python -m course_instructor.builders.inside_ppo --package             # collect finished runs
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from course_lib.builders.common import build_note, log
+from course_instructor.builders.common import build_note, log
 
 NAME = "inside-ppo-runs"
 WORK = Path("build/assets-work") / NAME
@@ -60,7 +60,7 @@ def train_run(spec: dict) -> list[dict]:
     from course_lib.config import make_config
     from course_lib.data import build_dataset
     from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
-    from course_lib.ppo import CoursePPO
+    from course_instructor.ppo import CoursePPO
     from course_lib.reward import sentiment_scores
     from course_lib.rollout import generate_responses
     from course_lib.train import make_trainer, response_length_sampler, set_seed
@@ -103,7 +103,7 @@ def package(out_dir: Path) -> Path:
     specs = run_specs()
     missing = [n for n in specs if not (WORK / f"{n}.json").exists()]
     if missing:
-        raise FileNotFoundError(f"runs not built yet: {', '.join(missing)} (python -m course_lib.builders.inside_ppo "
+        raise FileNotFoundError(f"runs not built yet: {', '.join(missing)} (python -m course_instructor.builders.inside_ppo "
                                 f"--runs {' '.join(missing)})")
     runs = {n: json.loads((WORK / f"{n}.json").read_text()) for n in specs}
     data = {"settings": SETTINGS, "frontier_kl": list(FRONTIER_KL), "frontier_batch": FRONTIER_BATCH,
@@ -115,7 +115,7 @@ def package(out_dir: Path) -> Path:
     minutes = sum(r["minutes"] for r in runs.values())
     lines = [f"# {NAME}", "",
              "Per-step statistics of the short PPO runs behind notebook 4's experiments (no model weights).",
-             f"Built by `python -m course_lib.builders.inside_ppo` with the course's PPO step (`course_lib.ppo`).",
+             f"Built by `python -m course_instructor.builders.inside_ppo` with the course's PPO step (`course_instructor.ppo`).",
              "", "Settings (cpu profile models and data; fixed KL coefficient): `" + json.dumps(SETTINGS) + "`", "",
              "| run | advantage | KL coefficient | batch | seed | mean reward, first 5 steps | last 5 steps | KL, last 5 steps | minutes |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -145,7 +145,7 @@ def run_nbgrader(course: Course, args: list[str], *, log: Path | None = None, en
     except subprocess.TimeoutExpired:
         kill_group(proc)
         out, _ = proc.communicate()
-        out += f"\n[course_lib.grading] stopped after {timeout:.0f} s (--student-timeout)\n"
+        out += f"\n[course_instructor.grading] stopped after {timeout:.0f} s (--student-timeout)\n"
         code = -signal.SIGKILL
     if log is not None:
         write_atomic(log, f"$ {' '.join(cmd)}\n{out}".encode("utf-8"))

@@ -2,10 +2,10 @@
 
 Command line (run from anywhere; ``--course-dir`` defaults to the repository)::
 
-    python -m course_lib.grading release                 # solutions/ -> notebooks/ (make release)
-    python -m course_lib.grading release --check         # exit 1 if notebooks/ is stale
-    python -m course_lib.grading autograde --submissions submitted --jobs 2   # (make grade)
-    python -m course_lib.grading report                  # feedback + grades.csv again (after manual grading)
+    python -m course_instructor.grading release                 # solutions/ -> notebooks/ (make release)
+    python -m course_instructor.grading release --check         # exit 1 if notebooks/ is stale
+    python -m course_instructor.grading autograde --submissions submitted --jobs 2   # (make grade)
+    python -m course_instructor.grading report                  # feedback + grades.csv again (after manual grading)
 
 Modules, one job each:
 
