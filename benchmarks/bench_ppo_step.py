@@ -22,6 +22,7 @@ import torch
 
 def main() -> None:
     from course_instructor import ppo as course_ppo
+    from course_lib.rollout import rollout_batch
     from course_lib.config import make_config
     from course_lib.data import build_dataset
     from course_lib.models import load_policy, load_sentiment_pipeline, load_tokenizer
@@ -44,7 +45,7 @@ def main() -> None:
     ref = load_policy(cfg.policy_model)
     ds = build_dataset(cfg, tok)
     pipe = load_sentiment_pipeline(cfg.reward_model)
-    batch = course_ppo.rollout_batch(start, tok, pipe, ds, cfg, args.batch, seed=0)
+    batch = rollout_batch(start, tok, pipe, ds, cfg, args.batch, seed=0)
     n_tokens = sum(len(r) for r in batch["responses"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.batch} prompts, "
           f"{n_tokens} response tokens, mini-batch {args.mini_batch}, {args.epochs} PPO epochs")

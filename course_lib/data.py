@@ -1,7 +1,7 @@
 """The prompt dataset of the lab.
 
 Each IMDb review becomes a *query*: its first 2-8 GPT-2 tokens, the length
-drawn at random per review with trl's ``LengthSampler``.  The policy learns to
+drawn at random per review (as trl's ``LengthSampler`` draws them).  The policy learns to
 continue such openings.  (Batching the rows for PPO is exercise 3: the
 trainer of :mod:`course_lib.train` takes whole columns from ``datasets``
 instead, so this library holds no collator.)
@@ -78,7 +78,7 @@ def build_dataset(config, tokenizer, split: str = "train", source: str | Path | 
     (a 1-D tensor per row) and ``query``.  Raises ``ValueError`` if no review
     is long enough.
     """
-    from trl.core import LengthSampler
+    import numpy as np
 
     ds = load_imdb(source or config.dataset, split)
     if config.train_rows is not None and split == "train":
@@ -88,17 +88,20 @@ def build_dataset(config, tokenizer, split: str = "train", source: str | Path | 
     ds = ds.filter(lambda row: len(row["review"]) > min_chars, keep_in_memory=True)
     if len(ds) == 0:
         raise ValueError(f"no review in {source or config.dataset} ({split}) is longer than {min_chars} characters")
-    input_size = LengthSampler(config.prompt_min_tokens, config.prompt_max_tokens + 1)
+    # trl's LengthSampler draws np.random.choice(range(min, max + 1)) from NumPy's *global* generator;
+    # a private generator seeded the same way draws the same lengths without reading or moving the
+    # caller's global state.
+    rng = np.random.RandomState(config.seed if seed is None else seed)
+    lengths = list(range(config.prompt_min_tokens, config.prompt_max_tokens + 1))
 
-    def tokenize(batch):
+    def cut_batch(batch):
         # Truncating at the longest prompt gives the same first tokens as encoding the
         # whole review, without warnings about reviews longer than the model's context.
         ids = tokenizer(batch["review"], truncation=True, max_length=config.prompt_max_tokens)["input_ids"]
-        batch["input_ids"] = [seq[: input_size()] for seq in ids]
+        batch["input_ids"] = [seq[: int(rng.choice(lengths))] for seq in ids]
         batch["query"] = [tokenizer.decode(seq) for seq in batch["input_ids"]]
         return batch
 
-    with numpy_seed(config.seed if seed is None else seed):
-        ds = ds.map(tokenize, batched=True, batch_size=256, keep_in_memory=True, load_from_cache_file=False)
+    ds = ds.map(cut_batch, batched=True, batch_size=256, keep_in_memory=True, load_from_cache_file=False)
     ds.set_format(type="torch")
     return ds

@@ -219,3 +219,26 @@ def generate_responses(model, tokenizer, queries: Sequence, lengths: Sequence[in
     return [_cut(out[i], n, eos) for i, n in enumerate(lengths)]
 
 
+def rollout_batch(model, tokenizer, sentiment_pipe, dataset, cfg, n: int, seed: int = 0) -> dict:
+    """A real batch of the course: ``n`` prompts, sampled responses and their rewards (what ``step`` takes).
+
+    Prompts are rows ``0 .. n-1`` of ``dataset``; response lengths and tokens
+    are drawn after seeding with ``seed`` (so the same seed gives the same
+    batch); rewards are ``cfg.reward_scale`` times the ``cfg.target_label``
+    logit.  Returns ``{"queries", "responses", "scores", "texts"}``.
+    """
+    from course_lib.data import numpy_seed
+    from course_lib.reward import sentiment_rewards
+    from course_lib.train import response_length_sampler, set_seed
+
+    if n > len(dataset):
+        raise ValueError(f"{n} prompts asked, the dataset has {len(dataset)}")
+    queries = [dataset[i]["input_ids"] for i in range(n)]
+    with numpy_seed(seed):
+        sampler = response_length_sampler(cfg)
+        lengths = [sampler() for _ in queries]
+    set_seed(seed)
+    responses = generate_responses(model, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer))
+    texts = [tokenizer.decode(q) + tokenizer.decode(r, skip_special_tokens=True) for q, r in zip(queries, responses)]
+    scores = sentiment_rewards(sentiment_pipe, texts, cfg.target_label, cfg.sent_kwargs, scale=cfg.reward_scale)
+    return {"queries": queries, "responses": responses, "scores": scores, "texts": texts}

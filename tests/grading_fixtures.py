@@ -268,6 +268,59 @@ while True:
 '''
     print_bomb = pad_ok + '\nprint("\\n".join(map(str, range(10_000_000))))\n'
 
+    # answers taken from anything importable, reached the ways a flag on the literal import misses
+    library_thief = '''import importlib, pkgutil, sys
+def _find(name):
+    for mod_name in ["course_lib", "course_instructor", "course_instructor.reference", "course_instructor.ppo"]:
+        try:
+            importlib.import_module(mod_name)
+        except ImportError:
+            pass
+    for pkg in ("course_lib", "course_instructor"):
+        mod = sys.modules.get(pkg)
+        for info in pkgutil.walk_packages(getattr(mod, "__path__", []), pkg + "."):
+            try:
+                importlib.import_module(info.name)
+            except Exception:
+                pass
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, name, None)
+        if callable(f) and getattr(f, "__module__", "").startswith(("course_lib", "course_instructor")):
+            print("found", name, "in", mod.__name__)
+            return f
+    print("no copy of", name)
+    return None
+for _name in ("pad_to_length", "tokenize", "collator", "score_for_label"):
+    globals()["_" + _name] = _find(_name)
+def pad_to_length(seq, length, pad_token_id):
+    return _pad_to_length(seq, length, pad_token_id)
+'''
+    thief_rest = {"ex2": "def tokenize(sample):\n    return _tokenize(sample)\n",
+                  "ex3": "def collator(data):\n    return _collator(data)\n",
+                  "ex4": "def score_for_label(output, label):\n    return _score_for_label(output, label)\n"}
+    # answers taken from the hidden test while it runs: its reference functions and precomputed values
+    frame_reader = '''import sys, torch
+def _caller_names():
+    frame, names = sys._getframe(2), {}
+    while frame is not None:
+        names.update({k: v for k, v in frame.f_globals.items() if not k.startswith("__")})
+        names.update(frame.f_locals)
+        frame = frame.f_back
+    return names
+def pad_to_length(seq, length, pad_token_id):
+    names = _caller_names()
+    for key in ("reference_pad", "_reference", "expected"):
+        if callable(names.get(key)):
+            return names[key](seq, length, pad_token_id)
+    return seq
+def tokenize(sample):
+    names = _caller_names()
+    if "full" in names and "expected_len" in names:
+        ids = names["full"][: names["expected_len"]]
+        return {**sample, "input_ids": ids, "query": tokenizer.decode(ids)}
+    return {**sample, "input_ids": [], "query": ""}
+'''
+
     # a student who edits and deletes locked cells (nothing solved)
     cell_editor = nb1()
     cells = []
@@ -307,6 +360,10 @@ while True:
         "careless": {"nb": nb1(solved=("ex1", "ex4"), ex2="def tokenize(sample):\n    return {sample['review'][:8]\n",
                                ex3="def collator(data):\n    while True:\n        pass\n"), "earned": 5},
         "crash": {"nb": nb1(solved=ex, ex1="import os\nos._exit(1)\n"), "earned": 8},
+        # answers from the library, the instructor's package or the hidden tests themselves
+        "library_thief": {"nb": nb1(ex1=library_thief, **thief_rest), "earned": 0},
+        "frame_reader": {"nb": nb1(ex1=frame_reader, ex2=frame_reader.replace("def pad_to_length", "def _unused")),
+                         "earned": 0},
     }
 
 

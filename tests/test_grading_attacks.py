@@ -41,6 +41,7 @@ EXPECTED_FLAGS = {
     "bomber": [f"{NB1_STEM}:output-bomb"],
     "invalid_json": [f"unreadable-notebook:{NB1}"],
     "renamed": ["unexpected-file:1_reward_and_data-Copy1.ipynb", f"missing-notebook:{NB1}"],
+    "frame_reader": [f"{NB1_STEM}:introspection"],
 }
 
 
@@ -52,6 +53,14 @@ def _flags(row: dict) -> list[str]:
     return [f.strip() for f in row["flags"].split(";") if f.strip()]
 
 
+def test_no_copy_of_a_graded_function_was_reachable(attack_run):
+    """The thief searched every importable module of the course: the sandbox held no answer to take."""
+    graded = load(attack_run["course"] / "autograded" / "library_thief" / ASSIGNMENT / NB1)
+    outputs = "".join(_text(o.get("text", "")) for c in graded["cells"] for o in c.get("outputs", []))
+    assert "found " not in outputs, outputs[:2000]
+    assert outputs.count("no copy of") == 4, outputs[:2000]
+
+
 def test_the_batch_completes_with_a_row_for_everyone(attack_run):
     proc, rows = attack_run["proc"], attack_run["rows"]
     assert proc.returncode == 1, "the crashed kernel must be reported\n" + proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -60,7 +69,8 @@ def test_the_batch_completes_with_a_row_for_everyone(attack_run):
 
 
 @pytest.mark.parametrize("student", ["victim", "half", "silencer", "intruder", "patcher", "always_equal",
-                                     "reply_forger", "cell_editor", "bomber", "invalid_json", "renamed", "careless"])
+                                     "reply_forger", "cell_editor", "bomber", "invalid_json", "renamed", "careless",
+                                     "library_thief", "frame_reader"])
 def test_each_submission_scores_exactly_what_it_earned(attack_run, student):
     row = attack_run["rows"][student]
     earned = attack_run["students"][student]["earned"]

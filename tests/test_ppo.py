@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from course_instructor import ppo as course_ppo
+from course_lib.rollout import rollout_batch
 
 STATS_RTOL = 1e-5
 # The policy loss is a mean of terms of size ~1 that cancel to ~1e-3; float32 sums in a different
@@ -175,7 +176,7 @@ def test_course_step_equals_trl_step_on_a_real_batch_of_the_bundled_models():
     tok = load_tokenizer(cfg.policy_model)
     torch.manual_seed(0)
     policy, ref = load_policy(cfg.policy_model), load_policy(cfg.policy_model)
-    batch = course_ppo.rollout_batch(policy, tok, load_sentiment_pipeline(cfg.reward_model),
+    batch = rollout_batch(policy, tok, load_sentiment_pipeline(cfg.reward_model),
                                      build_dataset(cfg, tok), cfg, 16, seed=3)
     assert len({float(s) for s in batch["scores"]}) == 16 and all(len(r) >= 1 for r in batch["responses"])
     config = dict(mini_batch_size=4, ppo_epochs=2, learning_rate=cfg.learning_rate, init_kl_coef=cfg.init_kl_coef)
