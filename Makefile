@@ -25,11 +25,12 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 # the venv's stamp records a hash of the files that define it
 STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: help venv run test gpu-check lab assets release grade formgrader bench clean
+.PHONY: help venv run test test-fast gpu-check lab assets release grade formgrader bench clean
 
 help:
 	@echo "make run        execute the lab notebooks (PROFILE=cpu|gpu) into build/"
 	@echo "make test       run the test suite"
+	@echo "make test-fast  the unit tests only (no notebook runs, grading runs or browser): a few minutes"
 	@echo "make gpu-check  on a GPU with the Hub: train the gpu profile $(GPU_CHECK_STEPS) steps, report to $(GPU_CHECK_OUT)"
 	@echo "make lab        open JupyterLab on the student notebooks"
 	@echo "make release    regenerate notebooks/ from solutions/ (nbgrader)"
@@ -54,6 +55,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+# for your own iterations: everything but the tests marked slow (notebooks, trainings, graded courses)
+# and browser
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup -m "not slow and not browser" $(PYTEST_ARGS)
 
 # For a GPU owner: the gpu profile's training on the real Hub models for GPU_CHECK_STEPS steps;
 # seconds per step, peak GPU memory and mean reward in GPU_CHECK_OUT. Without a GPU it says so
