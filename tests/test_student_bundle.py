@@ -423,3 +423,15 @@ def test_student_setup_and_make_lab_work_from_the_bundle_alone(dist, tmp_path):
     assert "sent_kwargs" in text["nb1-code-19"]
     assert netguard.attempts(log) == []
     print(f"\nset-up {setup_s:.1f} s, notebook 1 {time.time() - t1:.1f} s")
+
+
+def test_make_student_bundle_is_a_documented_target_and_dist_is_ignored():
+    mk = (ROOT / "Makefile").read_text()
+    assert "student-bundle: $(STAMP)\n\t$(BIN)/python -m course_instructor.bundle --out $(DIST)\n" in mk
+    assert "make student-bundle" in mk.split("\nhelp:", 1)[1].split("\n\n", 1)[0]
+    assert "/dist/" in (ROOT / ".gitignore").read_text().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    head = readme[: readme.index("## ")]
+    assert "instructor's copy" in head and "private" in head
+    students = readme[readme.index("## Students"):readme.index("## Instructors")]
+    assert "make student-bundle" in students and "dist/student.tar.gz" in students
