@@ -15,6 +15,8 @@ TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 JOBS     ?= $(shell nproc 2>/dev/null || echo 1)
 GPU_CHECK_STEPS ?= 10
 GPU_CHECK_OUT   ?= build/gpu-check.json
+# where `make student-bundle` writes student/ and student.tar.gz
+DIST     ?= dist
 # glibc's malloc hands every tensor above 32 MB (a batch's logits over GPT-2's 50,257 tokens is
 # about 200 MB) back to the kernel when it is freed and faults it in again, zeroed, at the next
 # step: a third of the lab's time went to the kernel.  Keep freed memory in the process instead.
@@ -25,7 +27,7 @@ export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 # the venv's stamp records a hash of the files that define it
 STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: help venv run test test-fast gpu-check lab assets release grade formgrader bench clean
+.PHONY: help venv run test test-fast gpu-check lab assets release student-bundle grade formgrader bench clean
 
 help:
 	@echo "make run        execute the lab notebooks (PROFILE=cpu|gpu) into build/"
@@ -34,6 +36,7 @@ help:
 	@echo "make gpu-check  on a GPU with the Hub: train the gpu profile $(GPU_CHECK_STEPS) steps, report to $(GPU_CHECK_OUT)"
 	@echo "make lab        open JupyterLab on the student notebooks"
 	@echo "make release    regenerate notebooks/ from solutions/ (nbgrader)"
+	@echo "make student-bundle  write what students get into $(DIST)/student/ and $(DIST)/student.tar.gz (checked)"
 	@echo "make grade      autograde submitted/ in sandboxes into grades.csv and feedback/ (JOBS=N)"
 	@echo "make formgrader JupyterLab with nbgrader's formgrader for manual grading"
 	@echo "make assets     rebuild bundled models/data from $(SHARED) (ASSET=name|all)"
@@ -75,6 +78,12 @@ assets: $(STAMP)
 
 release: $(STAMP)
 	$(BIN)/python -m course_instructor.grading release
+
+# What students get: notebooks/, the student edition of course_lib (with its assets), the pins, a
+# Makefile with `make lab` and a README.  Refused (nothing written) if it would hold a solution, a
+# hidden test, an instructor file or a graded function (course_instructor/bundle.py).
+student-bundle: $(STAMP)
+	$(BIN)/python -m course_instructor.bundle --out $(DIST)
 
 grade: $(STAMP)
 	$(BIN)/python -m course_instructor.grading autograde --submissions submitted --jobs $(JOBS)
