@@ -517,6 +517,9 @@ class _Analysis:
                     u.targets |= self._match(v)
                 if u.editable and any(_root(v) == INSTRUCTOR for v in vals):
                     u.instructor = True
+            if isinstance(n, ast.ImportFrom) and n.module and not n.level:
+                for alias in n.names:
+                    u.targets |= self._match(f"{n.module}.{alias.name}")
             if isinstance(n, ast.Attribute):
                 called = isinstance(parents.get(n), ast.Call) and parents[n].func is n
                 if n.attr in distinctive:
@@ -684,7 +687,11 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
             flags |= {f"twin:{ex}:{t}" for t in u.targets & twins}
             for name in u.uses:
                 todo += contributors.get(name, ())
-    locked_refs = set().union(*(u.targets for u in units if not u.editable)) if units else set()
+    # what the released notebook's own code references, judged without the student's bindings
+    # (a student's `x = trl.core.masked_mean` must not make the locked cells' `x` look like a use of it)
+    locked = [_Unit(stmt, 0, False) for c in rel_cells if c.get("cell_type") == "code" and not _meta(c).get("solution")
+              for stmt in getattr(parse_cell(_source(c)), "body", ())]
+    locked_refs = set().union(*(u.targets for u in _Analysis(locked).units)) if locked else set()
     for u in units:
         if u.cell in added:
             for ex in notebook_exercises:
