@@ -257,3 +257,20 @@ def test_every_exercise_has_a_twin_entry():
             if meta.get("solution") and cell["cell_type"] == "code":
                 names |= set(astscan.exercise_names("".join(cell["source"])))
     assert names == set(astscan.EXERCISE_TWINS)
+
+
+def test_a_library_function_named_like_the_exercise_is_a_twin():
+    """The old library-twin check: course_lib (or trl) with a function of the exercise's name."""
+    nb1 = "1_reward_and_data.ipynb"
+    code = "from course_lib.padding import pad_to_length\n"
+    assert _submit(nb1, {"ex1-pad-solution": code}) == ["twin:pad_to_length:course_lib.padding.pad_to_length"]
+    code = "import course_lib.padding as p\ndef pad_to_length(seq, length, pad_token_id):\n    return p.pad_to_length(seq, length, pad_token_id)\n"
+    assert _submit(nb1, {"ex1-pad-solution": code}) == ["twin:pad_to_length:course_lib.padding.pad_to_length"]
+    # a method of the same name on an unknown object is not (tokenizer.tokenize is a tokenizer's own)
+    code = "def tokenize(sample):\n    sample['input_ids'] = tokenizer.tokenize(sample['review'])\n    return sample\n"
+    assert _submit(nb1, {"ex2-tokenize-solution": code}) == []
+
+
+def test_a_huge_cell_is_not_scanned_past_a_bound(monkeypatch):
+    monkeypatch.setattr(astscan, "_MAX_SOURCE", 1000)
+    assert "too-large-to-scan" in _submit(NB4, added=["x = 1\n" * 500])

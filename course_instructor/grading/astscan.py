@@ -118,12 +118,19 @@ EXERCISE_TWINS: dict[str, tuple[str, ...]] = {
 }
 
 INSTRUCTOR = "course_instructor"
+#: a function of these packages with an exercise's name is a twin of it too (the old library-twin check)
+_LIBRARIES = ("course_lib", "trl")
+#: editable code beyond this many characters is not scanned (flag too-large-to-scan): the scan's time grows with it
+_MAX_SOURCE = 1_000_000
 #: names too common to flag as an attribute of an unknown object
 GENERIC = frozenset({"loss", "step", "generate", "train", "run", "summarize"})
 #: keywords only trl's PPOTrainer.generate takes (a model's generate does not)
 _PPO_GENERATE_KW = frozenset({"return_prompt", "length_sampler", "generate_ref_response", "remove_padding"})
 #: callables whose result is a trl PPOTrainer
 _TRAINER_FACTORIES = {"course_lib.train.make_trainer": "trl.PPOTrainer", "course_lib.train._trainer_class": "trl.PPOTrainer"}
+_MAX_VALUES, _MAX_DOTS, _MAX_PASSES = 256, 12, 200     # what one name may hold: at most so many dotted names, so long
+_BINDERS = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr, ast.For, ast.AsyncFor,
+            ast.comprehension, ast.With, ast.AsyncWith, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.Call)
 _MUTATORS = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "__setitem__", "__setattr__"})
 #: anything reached under these loads code the scan cannot read
 _DYNAMIC_PREFIXES = ("importlib.util", "importlib.machinery", "importlib.abc", "importlib._bootstrap", "runpy",
@@ -222,10 +229,12 @@ class _Unit:
     targets: set = field(default_factory=set)
     dynamic: bool = False
     instructor: bool = False
+    _nodes: tuple | None = None
 
-    def nodes(self):
-        for top in [self.node, *self.extra]:
-            yield from ast.walk(top)
+    def nodes(self) -> list:
+        if self._nodes is None or self._nodes[0] != len(self.extra):
+            self._nodes = (len(self.extra), [n for top in [self.node, *self.extra] for n in ast.walk(top)])
+        return self._nodes[1]
 
 
 def _ipython_call(node) -> tuple[str, list] | None:
@@ -237,19 +246,25 @@ def _ipython_call(node) -> tuple[str, list] | None:
 
 
 class _Analysis:
-    def __init__(self, units: list[_Unit]):
+    def __init__(self, units: list[_Unit], exercises=()):
         self.units = units
+        self.exercises = set(exercises)
         self.env: dict[str, set[str]] = {}
         self.star: set[str] = set()
         self.targets = _all_targets()
+        self._by_last: dict[str, list[str]] = {}
+        for t in self.targets:
+            self._by_last.setdefault(_last(t), []).append(t)
+        self._memo: dict[int, set[str]] | None = None
         self._expand_code_strings()
-        for _ in range(12):                       # bindings to a fixed point
-            before = {k: len(v) for k, v in self.env.items()}, len(self.star)
-            for u in units:
-                for n in u.nodes():
-                    self._bind(n)
-            if ({k: len(v) for k, v in self.env.items()}, len(self.star)) == before:
+        binders = [n for u in units for n in u.nodes() if isinstance(n, _BINDERS)]
+        for _ in range(_MAX_PASSES):              # bindings to a fixed point (alias chains in any order)
+            before = sum(len(v) for v in self.env.values()), len(self.env), len(self.star)
+            for n in binders:
+                self._bind(n)
+            if (sum(len(v) for v in self.env.values()), len(self.env), len(self.star)) == before:
                 break
+        self._memo = {}                           # the table is final: expressions can be cached
         for u in units:
             self._scope(u)
             self._findings(u)
@@ -284,9 +299,12 @@ class _Analysis:
 
     # -- what a name may hold ------------------------------------------------------------------------
     def _add(self, key: str, vals) -> None:
-        vals = set(vals)
-        if vals:
-            self.env.setdefault(key, set()).update(vals)
+        have = self.env.setdefault(key, set())
+        for v in vals:                     # bounded, so that `x = x.a; x = x.b` cannot grow without end
+            if len(have) >= _MAX_VALUES:
+                break
+            if v.count(".") <= _MAX_DOTS:
+                have.add(v)
 
     def _bind_target(self, target, value) -> None:
         vals = self.resolve(value) if value is not None else set()
@@ -375,6 +393,14 @@ class _Analysis:
         """The dotted names an expression may evaluate to (empty when unknown)."""
         if depth > 40 or node is None:
             return set()
+        if self._memo is not None:
+            key = id(node)
+            if key not in self._memo:
+                self._memo[key] = self._resolve(node, depth)
+            return self._memo[key]
+        return self._resolve(node, depth)
+
+    def _resolve(self, node, depth: int) -> set[str]:
         r = lambda x: self.resolve(x, depth + 1)    # noqa: E731
         if isinstance(node, ast.Name):
             return self.resolve_name(node.id)
@@ -498,7 +524,7 @@ class _Analysis:
     def _match(self, value: str) -> set[str]:
         """The targets ``value`` names: same package and last part; a common name also needs the same owner."""
         parent = value.split(".")[-2:-1]
-        return {t for t in self.targets if _root(value) == _root(t) and _last(value) == _last(t)
+        return {t for t in self._by_last.get(_last(value), ()) if _root(value) == _root(t)
                 and (_last(t) not in GENERIC or parent == t.split(".")[-2:-1])}
 
     def _findings(self, u: _Unit) -> None:
@@ -515,11 +541,15 @@ class _Analysis:
                 vals = self.resolve(n)
                 for v in vals:
                     u.targets |= self._match(v)
+                    if _last(v) in self.exercises and _root(v) in _LIBRARIES:
+                        u.targets.add(v)          # a library function named like the exercise
                 if u.editable and any(_root(v) == INSTRUCTOR for v in vals):
                     u.instructor = True
             if isinstance(n, ast.ImportFrom) and n.module and not n.level:
                 for alias in n.names:
                     u.targets |= self._match(f"{n.module}.{alias.name}")
+                    if alias.name in self.exercises and _root(n.module) in _LIBRARIES:
+                        u.targets.add(f"{n.module}.{alias.name}")
             if isinstance(n, ast.Attribute):
                 called = isinstance(parents.get(n), ast.Call) and parents[n].func is n
                 if n.attr in distinctive:
@@ -623,6 +653,11 @@ def exercise_names(source: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
+def _answers(exercise: str, target: str) -> bool:
+    """Whether ``target`` (a canonical twin, or a library name found in the code) answers ``exercise``."""
+    return target in EXERCISE_TWINS.get(exercise, ()) or (_last(target) == exercise and _root(target) in _LIBRARIES)
+
+
 def twin_flags(nb: dict, released: dict) -> list[str]:
     """``twin:<exercise>:<target>``, ``dynamic-access`` and ``instructor-package`` for a submitted notebook."""
     rel_cells = [c for c in released.get("cells", []) if isinstance(c, dict)]
@@ -638,9 +673,17 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
     added: set[int] = set()
     k = 0
 
+    budget = [_MAX_SOURCE]
+    skipped: set[str] = set()
+
     def add_cell(source: str, editable: bool) -> int:
         nonlocal k
         k += 1
+        if editable:
+            budget[0] -= len(source)
+            if budget[0] < 0:                        # the scan's time grows with the code: a bound
+                skipped.add("too-large-to-scan")
+                return k
         tree = parse_cell(source)
         for stmt in tree.body if tree is not None else ():
             units.append(_Unit(stmt, k, editable))
@@ -661,8 +704,8 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
             for e in exercises_of.get(gid, ()):
                 cells_of_exercise.setdefault(e, []).append(i)
 
-    a = _Analysis(units)
-    flags: set[str] = set()
+    _Analysis(units, notebook_exercises)
+    flags: set[str] = set(skipped)
     if any(u.dynamic for u in units):
         flags.add("dynamic-access")
     if any(u.instructor for u in units):
@@ -673,9 +716,6 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
         for name in u.binds:
             contributors.setdefault(name, []).append(u)
     for ex in notebook_exercises:
-        twins = set(EXERCISE_TWINS.get(ex, ()))
-        if not twins:
-            continue
         todo = [u for u in units if u.cell in cells_of_exercise.get(ex, ())]
         todo += [u for u in contributors.get(ex, ()) if u.editable]
         seen: set[int] = set()
@@ -684,16 +724,16 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
             if id(u) in seen:
                 continue
             seen.add(id(u))
-            flags |= {f"twin:{ex}:{t}" for t in u.targets & twins}
+            flags |= {f"twin:{ex}:{t}" for t in u.targets if _answers(ex, t)}
             for name in u.uses:
                 todo += contributors.get(name, ())
     # what the released notebook's own code references, judged without the student's bindings
     # (a student's `x = trl.core.masked_mean` must not make the locked cells' `x` look like a use of it)
     locked = [_Unit(stmt, 0, False) for c in rel_cells if c.get("cell_type") == "code" and not _meta(c).get("solution")
               for stmt in getattr(parse_cell(_source(c)), "body", ())]
-    locked_refs = set().union(*(u.targets for u in _Analysis(locked).units)) if locked else set()
+    locked_refs = set().union(*(u.targets for u in _Analysis(locked, notebook_exercises).units)) if locked else set()
     for u in units:
         if u.cell in added:
             for ex in notebook_exercises:
-                flags |= {f"twin:{ex}:{t}" for t in (u.targets & set(EXERCISE_TWINS.get(ex, ()))) - locked_refs}
+                flags |= {f"twin:{ex}:{t}" for t in u.targets - locked_refs if _answers(ex, t)}
     return sorted(flags)
