@@ -1,4 +1,4 @@
-"""course_instructor.grading.astscan: exercise answers taken from trl, course_lib or course_instructor, however named."""
+"""course_instructor.grading.astscan: answers taken from trl, course_lib or course_instructor, however named."""
 from __future__ import annotations
 
 import copy
@@ -58,45 +58,50 @@ ADV = "twin:gae:trl.PPOTrainer.compute_advantages"
 
 
 def _gae(body: str, head: str = "") -> dict[str, str]:
-    return {GAE: f"{head}\ndef gae(values, rewards, gamma, lam):\n" + "".join(f"    {line}\n" for line in body.splitlines())}
+    indented = "".join(f"    {line}\n" for line in body.splitlines())
+    return {GAE: f"{head}\ndef gae(values, rewards, gamma, lam):\n{indented}"}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_honest_solutions_raise_no_flag(name):
     assert _submit(name) == []
     flags = scan.scan_notebook(_honest(name), _released(name))
-    assert not [f for f in flags if f.startswith(("twin:", "dynamic-access", "instructor-package", "library-twin"))], flags
+    ours = ("twin:", "dynamic-access", "instructor-package", "too-large-to-scan", "library-twin")
+    assert not [f for f in flags if f.startswith(ours)], flags
 
 
+W = "(values, rewards), values"
 ALIASES = {
-    "import as": ("import trl.core as c", "return c.masked_whiten(values, rewards), values"),
-    "plain import": ("import trl.core", "return trl.core.masked_whiten(values, rewards), values"),
-    "from import": ("from trl.core import masked_whiten as mw", "return mw(values, rewards), values"),
-    "from import of the module": ("from trl import core", "return core.masked_whiten(values, rewards), values"),
-    "star import": ("from trl.core import *", "return masked_whiten(values, rewards), values"),
-    "re-export": ("from trl.trainer.ppo_trainer import masked_whiten", "return masked_whiten(values, rewards), values"),
-    "importlib": ("import importlib", "return importlib.import_module('trl.core').masked_whiten(values, rewards), values"),
-    "from importlib": ("from importlib import import_module as im", "m = im('trl.core')\nreturn m.masked_whiten(values, rewards), values"),
-    "__import__ top": ("", "return __import__('trl').core.masked_whiten(values, rewards), values"),
-    "__import__ fromlist": ("", "m = __import__('trl.core', fromlist=['x'])\nreturn m.masked_whiten(values, rewards), values"),
-    "sys.modules": ("import sys, trl.core", "return sys.modules['trl.core'].masked_whiten(values, rewards), values"),
-    "sys.modules.get": ("import sys", "return sys.modules.get('trl.core').masked_whiten(values, rewards), values"),
-    "getattr on a module": ("import trl", "f = getattr(getattr(trl, 'core'), 'mask' 'ed_whiten')\nreturn f(values, rewards), values"),
-    "vars of a module": ("import trl.core", "return vars(trl.core)['masked_whiten'](values, rewards), values"),
-    "__dict__ of a module": ("import trl.core", "return trl.core.__dict__['masked_whiten'](values, rewards), values"),
-    "pkgutil": ("import pkgutil", "return pkgutil.resolve_name('trl.core:masked_whiten')(values, rewards), values"),
-    "assignment chain": ("import trl as t0\nt = t0\nc = t.core\nf = c.masked_whiten", "return f(values, rewards), values"),
-    "tuple and container": ("import trl\nx, y = trl.core, 1\nfs = [x]", "return fs[0].masked_whiten(values, rewards), values"),
-    "default argument": ("import trl.core", "def inner(v, m, c=trl.core):\n    return c.masked_whiten(v, m)\nreturn inner(values, rewards), values"),
-    "walrus": ("", "return (c := __import__('trl.core', fromlist=['x'])).masked_whiten(values, rewards), values"),
-    "constant exec": ("exec('from trl.core import masked_whiten as w')", "return w(values, rewards), values"),
-    "%time magic": ("%time import trl.core as c2", "return c2.masked_whiten(values, rewards), values"),
+    "import as": ("import trl.core as c", "return c.masked_whiten{W}"),
+    "plain import": ("import trl.core", "return trl.core.masked_whiten{W}"),
+    "from import": ("from trl.core import masked_whiten as mw", "return mw{W}"),
+    "from import of the module": ("from trl import core", "return core.masked_whiten{W}"),
+    "star import": ("from trl.core import *", "return masked_whiten{W}"),
+    "re-export": ("from trl.trainer.ppo_trainer import masked_whiten", "return masked_whiten{W}"),
+    "importlib": ("import importlib", "return importlib.import_module('trl.core').masked_whiten{W}"),
+    "from importlib": ("from importlib import import_module as im", "m = im('trl.core')\nreturn m.masked_whiten{W}"),
+    "__import__ top": ("", "return __import__('trl').core.masked_whiten{W}"),
+    "__import__ fromlist": ("", "m = __import__('trl.core', fromlist=['x'])\nreturn m.masked_whiten{W}"),
+    "sys.modules": ("import sys, trl.core", "return sys.modules['trl.core'].masked_whiten{W}"),
+    "sys.modules.get": ("import sys", "return sys.modules.get('trl.core').masked_whiten{W}"),
+    "getattr on a module": ("import trl", "f = getattr(getattr(trl, 'core'), 'mask' 'ed_whiten')\nreturn f{W}"),
+    "vars of a module": ("import trl.core", "return vars(trl.core)['masked_whiten']{W}"),
+    "__dict__ of a module": ("import trl.core", "return trl.core.__dict__['masked_whiten']{W}"),
+    "pkgutil": ("import pkgutil", "return pkgutil.resolve_name('trl.core:masked_whiten'){W}"),
+    "assignment chain": ("import trl as t0\nt = t0\nc = t.core\nf = c.masked_whiten", "return f{W}"),
+    "tuple and container": ("import trl\nx, y = trl.core, 1\nfs = [x]", "return fs[0].masked_whiten{W}"),
+    "default argument": ("import trl.core",
+                         "def inner(v, m, c=trl.core):\n    return c.masked_whiten(v, m)\nreturn inner{W}"),
+    "walrus": ("", "return (c := __import__('trl.core', fromlist=['x'])).masked_whiten{W}"),
+    "constant exec": ("exec('from trl.core import masked_whiten as w')", "return w{W}"),
+    "%time magic": ("%time import trl.core as c2", "return c2.masked_whiten{W}"),
 }
 
 
 @pytest.mark.parametrize("form", sorted(ALIASES))
 def test_every_alias_form_is_followed(form):
     head, body = ALIASES[form]
+    body = body.replace("{W}", W)
     assert WHITEN in _submit(NB4, _gae(body, head)), form
 
 
@@ -105,7 +110,8 @@ def test_a_method_of_any_object_counts():
     assert ADV in _submit(NB4, _gae("return getattr(obj, 'compute_advantages')(values, rewards, 1)[1:]"))
     assert ADV in _submit(NB4, _gae("return ppo_trainer.compute_advantages(values[None], rewards[None], m)[1:]"))
     # the trainer of the locked cells, reached through the namespace
-    assert ADV in _submit(NB4, _gae("t = globals()['ppo_trainer']\nreturn t.compute_advantages(values, rewards, 1)[1:]"))
+    assert ADV in _submit(NB4, _gae("t = globals()['ppo_trainer']\n"
+                                    "return t.compute_advantages(values, rewards, 1)[1:]"))
     policy = ("def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, cliprange):\n"
               "    pg, _, stats = {}\n    return pg, stats['policy/clipfrac']\n")
     loss = "twin:clipped_policy_loss:trl.PPOTrainer.loss"
@@ -264,7 +270,8 @@ def test_a_library_function_named_like_the_exercise_is_a_twin():
     nb1 = "1_reward_and_data.ipynb"
     code = "from course_lib.padding import pad_to_length\n"
     assert _submit(nb1, {"ex1-pad-solution": code}) == ["twin:pad_to_length:course_lib.padding.pad_to_length"]
-    code = "import course_lib.padding as p\ndef pad_to_length(seq, length, pad_token_id):\n    return p.pad_to_length(seq, length, pad_token_id)\n"
+    code = ("import course_lib.padding as p\ndef pad_to_length(seq, length, pad_token_id):\n"
+            "    return p.pad_to_length(seq, length, pad_token_id)\n")
     assert _submit(nb1, {"ex1-pad-solution": code}) == ["twin:pad_to_length:course_lib.padding.pad_to_length"]
     # a method of the same name on an unknown object is not (tokenizer.tokenize is a tokenizer's own)
     code = "def tokenize(sample):\n    sample['input_ids'] = tokenizer.tokenize(sample['review'])\n    return sample\n"

@@ -32,7 +32,15 @@ dotted names that compute its answer; :func:`twin_flags` returns
 ``instructor-package``
     the editable code imports or references ``course_instructor`` (the
     instructor's package, which holds reference solutions), by any of the
-    forms below.
+    forms below;
+``too-large-to-scan``
+    the editable code is longer than ``_MAX_SOURCE`` characters; the cells
+    past it are not scanned (the scan's time grows with the code).
+
+A function of ``course_lib`` or trl with the exercise's own name is a twin
+too (``twin:pad_to_length:course_lib.padding.pad_to_length``), found by its
+resolved name only, never as a method of an unknown object
+(``tokenizer.tokenize`` is the tokenizer's own).
 
 How names are followed.  Every code cell is parsed separately, after
 IPython's own input transformation (magics become ``get_ipython()`` calls;
@@ -49,12 +57,14 @@ attribute stores), ``importlib.import_module("x")``, ``__import__("x")``,
 class (or of ``course_lib.train.make_trainer``) gives an instance of it.
 A target matches a dotted name with the same top-level package and the same
 last part (trl re-exports ``trl.core``'s helpers from several modules).
-Methods of trl's ``PPOTrainer`` also match as an attribute of *any* object
-(``anything.compute_advantages``), including ``getattr(x, "...")`` and a
-string constant equal to the name, except the common names ``loss`` (only
-when called), ``step`` and ``generate`` (only on a value known to be a
-trl trainer; ``generate`` also with one of ``PPOTrainer.generate``'s own
-keywords).
+A target's name also matches as an attribute of *any* object
+(``anything.compute_advantages``, ``m().masked_whiten``), as
+``getattr(x, "...")`` and as a string constant equal to it, except the
+common names of :data:`GENERIC`: those match only on a value known to be
+the library's (``ppo_trainer.step``, where the locked cells made
+``ppo_trainer`` with ``make_trainer``); ``.loss(...)`` also when called on
+anything, ``.generate(...)`` also with one of ``PPOTrainer.generate``'s own
+keywords (``return_prompt``...).
 
 What remains (not found by this scan; a human reviewer, the similarity of
 submissions or the sandbox has to catch it):
@@ -74,8 +84,16 @@ submissions or the sandbox has to catch it):
   object the student built at run time rather than a global name is missed;
 - a function that reimplements the exercise by calling lower-level library
   pieces that are not in :data:`EXERCISE_TWINS` (``torch`` itself is fair);
+- the common method names (``step``, ``generate``, ``train``...) on an object
+  the scan cannot tell is trl's (found through ``gc``, say);
 - trl's code copied by hand into the cell: that is the student doing the
   work from a reference; the similarity flag or a human catches it.
+
+False alarms are possible too, for a human to dismiss: the name table does
+not know order or scope, so a name that holds trl's module in one place
+makes every use of that name look like one; and an added cell that
+references a twin is flagged even if nothing calls it (unless a locked cell
+references the same target).
 """
 from __future__ import annotations
 
@@ -127,7 +145,8 @@ GENERIC = frozenset({"loss", "step", "generate", "train", "run", "summarize"})
 #: keywords only trl's PPOTrainer.generate takes (a model's generate does not)
 _PPO_GENERATE_KW = frozenset({"return_prompt", "length_sampler", "generate_ref_response", "remove_padding"})
 #: callables whose result is a trl PPOTrainer
-_TRAINER_FACTORIES = {"course_lib.train.make_trainer": "trl.PPOTrainer", "course_lib.train._trainer_class": "trl.PPOTrainer"}
+_TRAINER_FACTORIES = {"course_lib.train.make_trainer": "trl.PPOTrainer",
+                      "course_lib.train._trainer_class": "trl.PPOTrainer"}
 _MAX_VALUES, _MAX_DOTS, _MAX_PASSES = 256, 12, 200     # what one name may hold: at most so many dotted names, so long
 _BINDERS = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr, ast.For, ast.AsyncFor,
             ast.comprehension, ast.With, ast.AsyncWith, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.Call)
@@ -167,6 +186,12 @@ def _is_method(target: str) -> bool:
 
 def _const_str(node) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_compile(node) -> bool:
+    """``compile("...", ...)``, whose string exec and eval run."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "compile"
+            and bool(node.args))
 
 
 def _dotted(node) -> str | None:
@@ -281,7 +306,7 @@ class _Analysis:
                     found = []
                     if isinstance(n.func, ast.Name) and n.func.id in ("exec", "eval", "compile") and n.args:
                         src = n.args[0]
-                        if isinstance(src, ast.Call) and isinstance(src.func, ast.Name) and src.func.id == "compile" and src.args:
+                        if _is_compile(src):
                             src = src.args[0]
                         text = _const_str(src)
                         if text is not None:
@@ -290,7 +315,8 @@ class _Analysis:
                     if ip:
                         kind, args = ip
                         name = _const_str(args[0]) if args else None
-                        if kind == "run_line_magic" and name in _PY_LINE_MAGICS and len(args) > 1 and _const_str(args[1]):
+                        line = _const_str(args[1]) if len(args) > 1 else None
+                        if kind == "run_line_magic" and name in _PY_LINE_MAGICS and line:
                             found = _parse_code(_const_str(args[1]))
                         elif kind == "run_cell_magic" and len(args) > 2 and _const_str(args[2]) is not None:
                             found = _parse_code(_const_str(args[2]))    # writefile bodies too: they are Python
@@ -589,7 +615,7 @@ class _Analysis:
                 return True
             if fn & {"builtins.eval", "builtins.exec", "builtins.compile"}:
                 src = args[0] if args else None
-                if isinstance(src, ast.Call) and isinstance(src.func, ast.Name) and src.func.id == "compile" and src.args:
+                if _is_compile(src):
                     src = src.args[0]
                 if _const_str(src) is None:
                     return True
