@@ -281,3 +281,18 @@ def test_a_library_function_named_like_the_exercise_is_a_twin():
 def test_a_huge_cell_is_not_scanned_past_a_bound(monkeypatch):
     monkeypatch.setattr(astscan, "_MAX_SOURCE", 1000)
     assert "too-large-to-scan" in _submit(NB4, added=["x = 1\n" * 500])
+
+
+def test_more_reflective_forms():
+    loss = "twin:clipped_policy_loss:trl.PPOTrainer.loss"
+    policy = ("def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, cliprange):\n"
+              "    f = {}\n    return f(old_logprobs, logprobs)[:2]\n")
+    for form in ["eval('ppo_trainer').loss", "ppo_trainer.__getattribute__('loss')",
+                 "object.__getattribute__(ppo_trainer, 'loss')", "type(ppo_trainer).loss",
+                 "__import__('course_lib.train', fromlist=['x']).PPOTrainer.loss"]:
+        assert loss in _submit(NB4, {POLICY: policy.format(form)}), form
+    assert WHITEN in _submit(NB4, _gae("import operator, trl.core\nreturn operator.attrgetter('core.masked_whiten')(trl)"))
+    assert WHITEN in _submit(NB4, _gae("import importlib\nreturn importlib.import_module('.core', 'trl').masked_whiten"))
+    for code in ["import functools, trl\nf = functools.reduce(getattr, path, trl)", "f = list(map(getattr, objs, names))",
+                 "import inspect, trl.core\nfs = dict(inspect.getmembers(trl.core))", "f = getattr(*args)"]:
+        assert "dynamic-access" in _submit(NB4, added=[code]), code

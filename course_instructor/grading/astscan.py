@@ -116,7 +116,7 @@ EXERCISE_TWINS: dict[str, tuple[str, ...]] = {
     # notebook 2
     "generate_response": ("trl.PPOTrainer.generate", "trl.PPOTrainer._generate_batched", "trl.core.respond_to_batch",
                           "course_lib.rollout.generate_responses", "course_lib.rollout.generate_some_text",
-                          "course_lib.rollout._decode", "course_lib.evaluate.generate_for_eval"),
+                          "course_lib.evaluate.generate_for_eval"),
     "ppo_step_body": ("course_lib.train.ppo_step", "course_lib.train.train", "course_lib.train.run"),
     "kl_shaped_rewards": ("trl.PPOTrainer.compute_rewards", "trl.PPOTrainer._kl_penalty"),
     # notebook 3
@@ -139,7 +139,7 @@ INSTRUCTOR = "course_instructor"
 #: a function of these packages with an exercise's name is a twin of it too (the old library-twin check)
 _LIBRARIES = ("course_lib", "trl")
 #: editable code beyond this many characters is not scanned (flag too-large-to-scan): the scan's time grows with it
-_MAX_SOURCE = 1_000_000
+_MAX_SOURCE = 300_000
 #: names too common to flag as an attribute of an unknown object
 GENERIC = frozenset({"loss", "step", "generate", "train", "run", "summarize"})
 #: keywords only trl's PPOTrainer.generate takes (a model's generate does not)
@@ -156,7 +156,10 @@ _DYNAMIC_PREFIXES = ("importlib.util", "importlib.machinery", "importlib.abc", "
                      "imp.", "zipimport", "pickle.load", "pickle.Unpickler", "_pickle", "marshal.load", "dill",
                      "cloudpickle", "types.ModuleType", "types.FunctionType",
                      "types.CodeType", "shelve", "code.InteractiveInterpreter", "code.InteractiveConsole",
-                     "code.interact", "codeop")
+                     "code.interact", "codeop", "inspect.getmembers")
+_REFLECTIVE = {"builtins.getattr", "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__",
+               "importlib.import_module", "importlib.__import__", "pkgutil.resolve_name", "operator.attrgetter",
+               "operator.methodcaller", "inspect.getattr_static", "builtins.globals", "builtins.locals"}
 _IMPORTERS = {"builtins.__import__", "importlib.import_module", "importlib.__import__", "pkgutil.resolve_name"}
 _NAMESPACES = {"builtins.globals", "builtins.locals", "builtins.vars"}
 #: IPython magics whose argument or body is Python run in the kernel (scanned like the cell)
@@ -281,6 +284,7 @@ class _Analysis:
         for t in self.targets:
             self._by_last.setdefault(_last(t), []).append(t)
         self._memo: dict[int, set[str]] | None = None
+        self._evals: dict[str, list] = {}
         self._expand_code_strings()
         binders = [n for u in units for n in u.nodes() if isinstance(n, _BINDERS)]
         for _ in range(_MAX_PASSES):              # bindings to a fixed point (alias chains in any order)
@@ -476,11 +480,20 @@ class _Analysis:
         out: set[str] = set()
         first = _const_str(args[0]) if args else None
         if fn & {"importlib.import_module", "importlib.__import__", "builtins.__import__"} and first:
+            package = _const_str(args[1]) if len(args) > 1 else None
+            if first.startswith(".") and package:     # import_module(".core", "trl")
+                first = package + first
             out |= {first, _root(first)}
+        if "builtins.eval" in fn and first is not None:    # eval("ppo_trainer"): what the expression is
+            for tree in self._eval_tree(first):
+                out |= r(tree.body)
         if "pkgutil.resolve_name" in fn and first:
             out.add(first.replace(":", "."))
-        if fn & {"builtins.getattr", "inspect.getattr_static"} and len(args) >= 2 and _const_str(args[1]):
+        if fn & {"builtins.getattr", "inspect.getattr_static", "builtins.object.__getattribute__",
+                 "builtins.type.__getattribute__"} and len(args) >= 2 and _const_str(args[1]):
             out |= {f"{b}.{_const_str(args[1])}" for b in r(args[0])}
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "__getattribute__" and len(args) == 1 and first:
+            out |= {f"{b}.{first}" for b in r(node.func.value)}
         if "builtins.vars" in fn:
             out |= {f"{b}.__dict__" for b in r(args[0])} if args else {"builtins.vars()"}
         if fn & {"builtins.globals", "builtins.locals"}:
@@ -502,6 +515,15 @@ class _Analysis:
             if _last(f)[:1].isupper() and not f.startswith("builtins."):
                 out.add(f)                          # an instance of a class: its attributes are the class's
         return out
+
+    def _eval_tree(self, text: str) -> list:
+        """The parsed expression of ``eval("...")``, kept (the resolution cache is keyed by node identity)."""
+        if text not in self._evals:
+            try:
+                self._evals[text] = [ast.parse(text, mode="eval")]
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                self._evals[text] = []
+        return self._evals[text]
 
     # -- scopes: which global names a statement binds and uses ---------------------------------------
     def _scope(self, u: _Unit) -> None:
@@ -548,10 +570,15 @@ class _Analysis:
 
     # -- what a statement references -----------------------------------------------------------------
     def _match(self, value: str) -> set[str]:
-        """The targets ``value`` names: same package and last part; a common name also needs the same owner."""
+        """The targets ``value`` names: the same last part, and the same package or owner (a common name: owner).
+
+        ``trl.trainer.ppo_trainer.masked_whiten`` is ``trl.core.masked_whiten`` (re-exported);
+        ``course_lib.train.PPOTrainer.loss`` is ``trl.PPOTrainer.loss`` (the class reached through a module
+        that imported it); ``model.train`` is not ``course_lib.train.train``.
+        """
         parent = value.split(".")[-2:-1]
-        return {t for t in self._by_last.get(_last(value), ()) if _root(value) == _root(t)
-                and (_last(t) not in GENERIC or parent == t.split(".")[-2:-1])}
+        return {t for t in self._by_last.get(_last(value), ())
+                if (parent == t.split(".")[-2:-1] or (_root(value) == _root(t) and _last(t) not in GENERIC))}
 
     def _findings(self, u: _Unit) -> None:
         targets = self.targets
@@ -585,10 +612,11 @@ class _Analysis:
                 elif n.attr == "generate" and called and {k.arg for k in parents[n].keywords} & _PPO_GENERATE_KW:
                     u.targets.add(methods["generate"])
             s = _const_str(n)
-            if s is not None:
-                if s in distinctive:
-                    u.targets.add(distinctive[s])
-                elif "." in s or ":" in s:
+            if s is not None and len(s) < 1000:
+                last = re.split(r"[.:]", s)[-1]
+                if last in distinctive:              # "compute_advantages", "core.masked_whiten" (attrgetter)
+                    u.targets.add(distinctive[last])
+                if "." in s or ":" in s:
                     u.targets |= self._match(s.replace(":", "."))
                 if u.editable and _root(s.replace(":", ".")) == INSTRUCTOR:
                     u.instructor = True
@@ -613,6 +641,9 @@ class _Analysis:
                 return True
             if fn & {"operator.attrgetter", "operator.methodcaller"} and (not args or _const_str(args[0]) is None):
                 return True
+            if fn & {"builtins.getattr", "builtins.eval", "builtins.exec"} and any(
+                    isinstance(a, ast.Starred) for a in args):
+                return True
             if fn & {"builtins.eval", "builtins.exec", "builtins.compile"}:
                 src = args[0] if args else None
                 if _is_compile(src):
@@ -636,6 +667,8 @@ class _Analysis:
             if any(v.startswith(p) for v in vals for p in _DYNAMIC_PREFIXES):
                 return True
             parent = parents.get(n)
+            if vals & _REFLECTIVE and not (isinstance(parent, ast.Call) and parent.func is n):
+                return True                          # map(getattr, ...), reduce(getattr, path, trl): not followed
             # sys.modules, globals() & co, __dict__: only a constant key can be followed
             if "sys.modules" in vals and not self._const_use(n, parents):
                 return True
