@@ -94,6 +94,8 @@ ALIASES = {
                          "def inner(v, m, c=trl.core):\n    return c.masked_whiten(v, m)\nreturn inner{W}"),
     "walrus": ("", "return (c := __import__('trl.core', fromlist=['x'])).masked_whiten{W}"),
     "constant exec": ("exec('from trl.core import masked_whiten as w')", "return w{W}"),
+    "constant exec via builtins": ("import builtins\nbuiltins.exec('from trl.core import masked_whiten as w')",
+                                   "return w{W}"),
     "%time magic": ("%time import trl.core as c2", "return c2.masked_whiten{W}"),
 }
 

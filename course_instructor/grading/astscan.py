@@ -308,13 +308,14 @@ class _Analysis:
                     if not isinstance(n, ast.Call):
                         continue
                     found = []
-                    if isinstance(n.func, ast.Name) and n.func.id in ("exec", "eval", "compile") and n.args:
+                    called = n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
+                    if called in ("exec", "eval", "compile") and n.args:    # builtins.exec(...) too
                         src = n.args[0]
                         if _is_compile(src):
                             src = src.args[0]
                         text = _const_str(src)
                         if text is not None:
-                            found = _parse_code(text, "eval" if n.func.id == "eval" else "exec")
+                            found = _parse_code(text, "eval" if called == "eval" else "exec")
                     ip = _ipython_call(n)
                     if ip:
                         kind, args = ip
@@ -607,9 +608,10 @@ class _Analysis:
                 called = isinstance(parents.get(n), ast.Call) and parents[n].func is n
                 if n.attr in distinctive:
                     u.targets.add(distinctive[n.attr])
-                elif n.attr == "loss" and called:
+                elif n.attr == "loss" and called and "loss" in methods:
                     u.targets.add(methods["loss"])
-                elif n.attr == "generate" and called and {k.arg for k in parents[n].keywords} & _PPO_GENERATE_KW:
+                elif n.attr == "generate" and called and "generate" in methods and \
+                        {k.arg for k in parents[n].keywords} & _PPO_GENERATE_KW:
                     u.targets.add(methods["generate"])
             s = _const_str(n)
             if s is not None and len(s) < 1000:
