@@ -298,3 +298,9 @@ def test_more_reflective_forms():
     for code in ["import functools, trl\nf = functools.reduce(getattr, path, trl)", "f = list(map(getattr, objs, names))",
                  "import inspect, trl.core\nfs = dict(inspect.getmembers(trl.core))", "f = getattr(*args)"]:
         assert "dynamic-access" in _submit(NB4, added=[code]), code
+
+
+def test_a_patch_is_not_a_use():
+    """Replacing a library function is the library-patched pattern's business; reading it is a use."""
+    assert _submit(NB4, added=["import trl.core\ntrl.core.masked_whiten = None"]) == []
+    assert _submit(NB4, added=["import trl.core\nw = trl.core.masked_whiten"]) == [WHITEN]

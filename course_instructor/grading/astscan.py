@@ -591,7 +591,8 @@ class _Analysis:
                 parents[c] = n
         for n in u.nodes():
             vals: set[str] = set()
-            if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
+            stored = isinstance(getattr(n, "ctx", None), (ast.Store, ast.Del))   # a patch, not a use
+            if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) and not stored:
                 vals = self.resolve(n)
                 for v in vals:
                     u.targets |= self._match(v)
@@ -604,7 +605,7 @@ class _Analysis:
                     u.targets |= self._match(f"{n.module}.{alias.name}")
                     if alias.name in self.exercises and _root(n.module) in _LIBRARIES:
                         u.targets.add(f"{n.module}.{alias.name}")
-            if isinstance(n, ast.Attribute):
+            if isinstance(n, ast.Attribute) and not stored:
                 called = isinstance(parents.get(n), ast.Call) and parents[n].func is n
                 if n.attr in distinctive:
                     u.targets.add(distinctive[n.attr])
