@@ -38,8 +38,8 @@ def test_known_tricks_are_flagged():
         "import os\nos.fork()": ["spawns-processes"],
         "import socket": ["network"],
         "from course_lib.evidence import record": ["evidence-forgery"],
-        "from course_lib.padding import pad_to_length as f": ["library-twin:f"],
-        "import course_lib.x\ndef g(): return course_lib.x.f()": ["library-twin:f"],
+        "from course_instructor.reference import pad_to_length as f": ["instructor-package"],
+        "import importlib\ndef f(): return importlib.import_module('course_' + 'instructor')": ["dynamic-access"],
     }
     for code, flags in cases.items():
         found = scan.scan_notebook(_with_solution(code), _released())

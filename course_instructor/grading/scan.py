@@ -20,6 +20,8 @@ import re
 import shutil
 from pathlib import Path
 
+from course_instructor.grading import astscan
+
 #: (flag, pattern) searched in the code of cells a student may edit (solution cells and added cells).
 PATTERNS: list[tuple[str, str]] = [
     ("exception-handler-override", r"set_custom_exc|excepthook|showtraceback|_showtraceback|InteractiveTB"),
@@ -103,12 +105,9 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
     flags += [f"duplicate-cell:{gid}" for gid, n in seen.items() if n > 1]
     code = "\n".join(editable_code)
     flags += [flag for flag, rx in _COMPILED if rx.search(code)]
-    # the exercise's function taken from course_lib (which has a version of most of them)
-    wanted = {m.group(1) for c in released.get("cells", []) if _meta(c).get("solution")
-              for m in re.finditer(r"^def\s+(\w+)", _source(c), re.M)}
-    for name in sorted(wanted):
-        if re.search(rf"from\s+course_lib[\w.]*\s+import\s+[^\n]*\b{name}\b|course_lib(\.\w+)+\.{name}\b", code):
-            flags.append(f"library-twin:{name}")
+    # an exercise's answer taken from a library (trl, course_lib) or from course_instructor: an AST scan
+    # that follows aliases (astscan's docstring says how, and what it cannot see)
+    flags += astscan.twin_flags(nb, released)
     return flags
 
 
