@@ -146,13 +146,17 @@ def test_course_lib_twins_are_flagged_only_for_their_exercise():
             "    return r.generate_responses(model, tokenizer, [query_tensor], [n_tokens], gen_kwargs)[0]\n")
     assert _submit(nb2, {"ex5-generate-solution": body}) == [
         "twin:generate_response:course_lib.rollout.generate_responses"]
-    # the honest ex6 calls generate_responses and ppo_trainer.step: fine there (checked by the honest test)
-    step = ("from course_lib.train import ppo_step\ndef ppo_step_body(ppo_trainer, batch, length_sampler):\n"
-            "    return ppo_step(ppo_trainer, tokenizer, sentiment_pipe, batch, cfg, length_sampler), []\n")
-    assert _submit(nb2, {"ex6-step-solution": step}) == ["twin:ppo_step_body:course_lib.train.ppo_step"]
-    assert _submit("3_evaluate_and_pessimistic.ipynb", {"ex9-distinct-solution": (
-        "from course_lib import evaluate\ndef distinct_2(texts):\n    return evaluate.distinct_n(texts, 2)\n")}) == [
-        "twin:distinct_2:course_lib.evaluate.distinct_n"]
+    # exercise 6 re-derives trl's adaptive KL controller: the controller itself answers it
+    ctl = ("from trl.trainer.utils import AdaptiveKLController as C\n"
+           "def next_kl_coef(beta, kl, target, horizon, n_responses):\n"
+           "    c = C(beta, target, horizon)\n    c.update(kl, n_responses)\n    return float(c.value)\n")
+    flags = _submit(nb2, {"ex6-step-solution": ctl})
+    assert "twin:next_kl_coef:trl.trainer.utils.AdaptiveKLController" in flags, flags
+    assert all(f.startswith("twin:next_kl_coef:trl.trainer") for f in flags), flags
+    assert _submit("3_evaluate_and_pessimistic.ipynb", {"ex8-table-solution": (
+        "from course_lib import evaluate\ndef comparison_table(queries, before, after, label):\n"
+        "    return evaluate.score_texts(queries, {'before': before}, sentiment_pipe)\n")}) == [
+        "twin:comparison_table:course_lib.evaluate.score_texts"]
 
 
 def test_helpers_are_followed_across_cells():
@@ -190,7 +194,7 @@ def test_instructor_package():
     forms = ["import course_instructor.ppo", "from course_instructor.ppo import gae as g",
              "import importlib\nm = importlib.import_module('course_instructor.ppo')",
              "m = __import__('course_instructor')", "import sys\nm = sys.modules['course_instructor.ppo']",
-             "x = CoursePPO.from_trainer(ppo_trainer)"]        # CoursePPO: imported by a locked cell
+             "from course_instructor import reference as r"]
     for code in forms:
         assert _submit(NB4, added=[code]) == ["instructor-package"], code
         assert "instructor-package" in _submit(NB4, _gae("return values, values", head=code)), code

@@ -71,7 +71,7 @@ def staged(tmp_path) -> Path:
 def test_graded_names_and_hidden_lines_come_from_the_solutions(secrets):
     """Every exercise's function is known, and each notebook gives distinctive hidden-test lines."""
     for name in ("pad_to_length", "tokenize", "collator", "score_for_label", "generate_response",
-                 "kl_shaped_rewards", "comparison_table", "distinct_2", "gae", "clipped_policy_loss",
+                 "kl_shaped_rewards", "next_kl_coef", "comparison_table", "stutter_share", "gae", "clipped_policy_loss",
                  "clipped_value_loss", "rloo_advantages"):
         assert name in secrets.graded, name
     solution_cells = set()
@@ -230,13 +230,13 @@ def test_check_catches_a_graded_function_planted_in_the_library(staged, secrets)
         "class Helpers:\n    def collator(self, batch):\n        return batch\n\n"
         "def outer():\n    def gae(values, rewards):\n        return values\n    return gae\n\n"
         "rloo_advantages = lambda rewards, mask: rewards\n"
-        "async def distinct_2(texts):\n    return 0.0\n")
+        "async def stutter_share(texts):\n    return 0.0\n")
     errors = bundle.check_bundle(staged, secrets)
     assert _errors_about(errors, "course_lib/padding.py", "defines pad_to_length (def)")
     assert _errors_about(errors, "course_lib/extra.py:2", "defines collator")          # a method
     assert _errors_about(errors, "course_lib/extra.py:6", "defines gae")               # a nested function
     assert _errors_about(errors, "course_lib/extra.py:10", "defines rloo_advantages (lambda)")
-    assert _errors_about(errors, "course_lib/extra.py:11", "defines distinct_2")       # async def
+    assert _errors_about(errors, "course_lib/extra.py:11", "defines stutter_share")    # async def
 
 
 def test_check_catches_a_graded_function_in_a_notebook(staged, secrets):

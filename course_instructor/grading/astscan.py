@@ -117,11 +117,13 @@ EXERCISE_TWINS: dict[str, tuple[str, ...]] = {
     "generate_response": ("trl.PPOTrainer.generate", "trl.PPOTrainer._generate_batched", "trl.core.respond_to_batch",
                           "course_lib.rollout.generate_responses", "course_lib.rollout.generate_some_text",
                           "course_lib.evaluate.generate_for_eval"),
-    "ppo_step_body": ("course_lib.train.ppo_step", "course_lib.train.train", "course_lib.train.run"),
+    # trl's adaptive controller itself (the trainer keeps one as .kl_ctl)
+    "next_kl_coef": ("trl.trainer.utils.AdaptiveKLController", "trl.trainer.AdaptiveKLController",
+                     "trl.PPOTrainer.kl_ctl"),
     "kl_shaped_rewards": ("trl.PPOTrainer.compute_rewards", "trl.PPOTrainer._kl_penalty"),
     # notebook 3
     "comparison_table": ("course_lib.evaluate.score_texts", "course_lib.evaluate.compare_models"),
-    "distinct_2": ("course_lib.evaluate.distinct_n", "course_lib.evaluate.summarize"),
+    "stutter_share": (),
     "happy_vs_pessimistic": ("course_lib.evaluate.summarize", "course_lib.evaluate.summary_frame"),
     # notebook 4: trl's PPOTrainer.batched_forward_pass / compute_advantages / loss and trl.core
     "response_logprobs_and_values": ("trl.PPOTrainer.batched_forward_pass", "trl.core.logprobs_from_logits",
