@@ -220,7 +220,7 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
             optimizer.step()
             # ---- 4. statistics (trl's names) ----
             records.append({"step": len(records) + 1, "epoch": epoch,
-                            "loss": float(loss),
+                            "loss": loss.item(),
                             "rewards/chosen": float(r_chosen.mean()),
                             "rewards/rejected": float(r_rejected.mean()),
                             "rewards/accuracies": float((r_chosen > r_rejected).float().mean()),

@@ -208,7 +208,7 @@ def train_grpo(settings: GRPOSettings, cfg, tokenizer, prompts, sentiment_pipe, 
             optimizer.step()
         seq_kl = ((old_logprobs - ref_logprobs) * mask).sum(-1)
         records.append({"step": step + 1, "env/reward_mean": float(rewards.mean()),
-                        "env/reward_std": float(rewards.std()), "loss": float(loss),
+                        "env/reward_std": float(rewards.std()), "loss": loss.item(),
                         "objective/kl": float(seq_kl.mean()), "kl/k3_per_token": float(stats["kl"]),
                         "clip_ratio": float(stats["clip_ratio"]), "time/step": time.perf_counter() - t0})
         if progress and (step + 1) % 5 == 0:

@@ -209,7 +209,9 @@ def make_config(profile: str | None = None, **overrides) -> LabConfig:
     ``overrides`` replace single values, e.g. ``make_config("cpu", steps=5)``.
     An unknown profile or an unknown setting raises ``ValueError`` naming the
     valid ones.  Choosing ``cpu`` switches the Hugging Face libraries offline
-    (see :func:`course_lib.assets.go_offline`).
+    (see :func:`course_lib.assets.go_offline`) and registers the bundled base
+    models in the Hugging Face cache under their names, so the standard loaders
+    find the base of a bundled adapter (:func:`course_lib.assets.register_in_hf_cache`).
     """
     profile = profile or os.environ.get("COURSE_PROFILE", "cpu")
     if profile not in PROFILES:
@@ -221,7 +223,8 @@ def make_config(profile: str | None = None, **overrides) -> LabConfig:
     values = {**PROFILE_DEFAULTS[profile], **overrides}
     cfg = LabConfig(profile=profile, **values)
     if profile == "cpu":
-        from course_lib.assets import go_offline
+        from course_lib.assets import go_offline, register_in_hf_cache
 
         go_offline()
+        register_in_hf_cache(quiet=True)
     return cfg

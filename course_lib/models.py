@@ -28,8 +28,11 @@ def load_tokenizer(name: str):
 
 #: A PEFT adapter folder: the tuned model stored as a small change to a base model.
 ADAPTER_CONFIG = "adapter_config.json"
-#: trl's value head of an adapter checkpoint (the base model has none).
-VALUE_HEAD_FILE = "value_head.safetensors"
+#: trl's value head of an adapter checkpoint (the base model has none), under the name trl 0.11's
+#: ``AutoModelForCausalLMWithValueHead.from_pretrained(folder)`` reads its ``v_head.*`` weights from.
+VALUE_HEAD_FILE = "model.safetensors"
+#: The name earlier checkpoints of the course used for it (still read).
+OLD_VALUE_HEAD_FILE = "value_head.safetensors"
 #: Which base an adapter checkpoint was trained on: its name and the SHA-256 of its weights.
 BASE_RECORD = "base_model.json"
 #: The GPT-2 modules that carry LoRA adapters: attention (``c_attn``, ``attn.c_proj``) and MLP (``c_fc``, ``mlp.c_proj``).
@@ -124,10 +127,10 @@ def adapter_base(path) -> str:
 
 
 def save_adapter(model, folder) -> None:
-    """Write a LoRA policy (trl's value-head model around a PEFT model) as an adapter folder.
+    """Write a LoRA policy (trl's value-head model around a PEFT model, or a PEFT model) as an adapter folder.
 
     The adapter (``adapter_config.json``, ``adapter_model.safetensors``), the
-    value head (``value_head.safetensors``) and ``base_model.json``, the
+    value head (``model.safetensors``, when the policy has one: where trl reads it) and ``base_model.json``, the
     SHA-256 of the base's weights that :func:`adapter_base` checks.  A bundled
     base is named by its bundled name, so the folder loads wherever the course
     is installed.  Everything is safetensors or JSON.
@@ -142,10 +145,12 @@ def save_adapter(model, folder) -> None:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.pretrained_model.save_pretrained(folder, safe_serialization=True)
+    # a policy without a value head (DPO, GRPO) is the PEFT model itself
+    getattr(model, "pretrained_model", model).save_pretrained(folder, safe_serialization=True)
     (folder / "README.md").unlink(missing_ok=True)  # peft's template card, not a card of this model
-    save_file({f"v_head.{k}": v.detach().contiguous().cpu() for k, v in model.v_head.state_dict().items()},
-              folder / VALUE_HEAD_FILE)
+    if hasattr(model, "v_head"):
+        save_file({f"v_head.{k}": v.detach().contiguous().cpu() for k, v in model.v_head.state_dict().items()},
+                  folder / VALUE_HEAD_FILE)
     cfg_file = folder / ADAPTER_CONFIG
     adapter_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     base = Path(adapter_cfg["base_model_name_or_path"])
@@ -164,7 +169,7 @@ def load_adapter(path, value_head: bool = True, merge: bool = True):
     ``merge=True`` (default) folds the adapter into the base weights
     (``merge_and_unload``) and returns a plain ``GPT2LMHeadModel``, or trl's
     value-head model around it with the trained value head of
-    ``value_head.safetensors``: every function of the course takes it as it
+    ``model.safetensors``: every function of the course takes it as it
     takes a full checkpoint.  ``merge=False`` keeps the ``PeftModel``.
     """
     import torch
@@ -185,6 +190,8 @@ def load_adapter(path, value_head: bool = True, merge: bool = True):
     from trl import AutoModelForCausalLMWithValueHead
 
     head_file = folder / VALUE_HEAD_FILE
+    if not head_file.is_file() and (folder / OLD_VALUE_HEAD_FILE).is_file():
+        head_file = folder / OLD_VALUE_HEAD_FILE
     if not head_file.is_file():
         raise FileNotFoundError(f"{folder} holds an adapter but no {VALUE_HEAD_FILE}; load it with value_head=False")
     model = AutoModelForCausalLMWithValueHead.from_pretrained(lm)

@@ -272,7 +272,7 @@ def test_lora_checkpoint_is_an_adapter_folder_that_loads_as_the_trained_model(lo
 
     cfg, records, trainer, out = lora_run
     files = {p.name for p in out.iterdir()}
-    assert files == {"adapter_config.json", "adapter_model.safetensors", "value_head.safetensors",
+    assert files == {"adapter_config.json", "adapter_model.safetensors", "model.safetensors",
                      "base_model.json", "training_stats.json"}
     assert json.loads((out / "base_model.json").read_text())["sha256"] == sha256_of(
         tiny_policy_dir / "model.safetensors")

@@ -200,14 +200,18 @@ def ppo_card(sentiment: str, info: dict, ev: dict) -> str:
         stored = f"""Stored as what it is, a small change to the shared base: a LoRA adapter of
 rank {lora} (alpha {info['config']['lora_alpha']}) on every attention and MLP matrix of
 `gpt2-imdb-mini` (`adapter_config.json`, `adapter_model.safetensors`, float16),
-the trained value head (`value_head.safetensors`) and the SHA-256 of the base
+the trained value head (`model.safetensors`: `v_head.*` weights only, where trl reads them) and the SHA-256 of the base
 weights it was trained on (`base_model.json`). During PPO the reference was the
 same model with its adapter disabled. `course_lib.models.load_policy` and
 `course_lib.train.load_checkpoint` load the folder on its bundled base and merge
 the adapter (an ordinary `GPT2LMHeadModel`, with the value head when asked);
-with peft alone, load the base from `course_lib/assets/gpt2-imdb-mini` and call
-`PeftModel.from_pretrained(base, folder)` (`adapter_config.json` names the base
-by its bundled name, which the Hub does not know). The tokenizer is the base's."""
+the standard calls load it too, from any working directory, offline: peft's
+`AutoPeftModelForCausalLM.from_pretrained(folder)` and trl's
+`AutoModelForCausalLMWithValueHead.from_pretrained(folder)` (trained value head
+included). `adapter_config.json` names the base `gpt2-imdb-mini`, which those
+calls look up in the Hugging Face cache: `course_lib.assets.register_in_hf_cache()`
+(called by the cpu profile's `make_config`) registers the bundled base there
+under that name (links to the verified files, nothing copied). The tokenizer is the base's."""
     else:
         stored = """Loads like the base model
 (`AutoModelForCausalLM.from_pretrained`, `AutoModelForCausalLMWithValueHead.from_pretrained`);
