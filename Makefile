@@ -26,8 +26,11 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 # the venv's stamp records a hash of the files that define it
 STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+# `make modern-trl`: today's trl in a second environment (Part 5)
+MODERN   := .venv-modern
+MODERN_STAMP := $(MODERN)/.stamp-$(shell cat requirements-modern.txt | sha256sum | cut -c1-16)
 
-.PHONY: help venv run test test-fast gpu-check lab assets release student-bundle grade formgrader bench clean
+.PHONY: help venv run test test-fast gpu-check lab assets release student-bundle grade formgrader bench clean modern-trl
 
 help:
 	@echo "make run        execute the lab notebooks (PROFILE=cpu|gpu) into build/"
@@ -41,6 +44,7 @@ help:
 	@echo "make formgrader JupyterLab with nbgrader's formgrader for manual grading"
 	@echo "make assets     rebuild bundled models/data from $(SHARED) (ASSET=name|all)"
 	@echo "make bench      run the benchmarks"
+	@echo "make modern-trl today's trl in .venv-modern: a few GRPO steps through GRPOTrainer, checked against the course's"
 
 venv: $(STAMP)
 
@@ -108,6 +112,23 @@ formgrader: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py
 	$(BIN)/python benchmarks/bench_grading.py --jobs $(JOBS)
+
+# Part 5: a current trl (requirements-modern.txt) beside the lab's trl 0.11.4, the same torch.  The run
+# is offline: a few GRPO steps through trl's GRPOTrainer on the bundled models, trl's advantages and
+# loss checked against course_instructor/grpo.py, and which classifier logit trl reads
+# (course_instructor/modern_trl.py; report in build/modern-trl.json).
+$(MODERN_STAMP): requirements-modern.txt
+	@test -x $(MODERN)/bin/python || $(PYTHON) -m venv $(MODERN)
+	$(MODERN)/bin/python -m pip install -q -r requirements-modern.txt
+	@rm -f $(MODERN)/.stamp-*
+	@touch $@
+
+modern-trl: $(MODERN_STAMP)
+	@mkdir -p build
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 \
+		$(MODERN)/bin/python -m course_instructor.modern_trl > build/modern-trl.log 2>&1 \
+		|| { tail -n 40 build/modern-trl.log; exit 1; }
+	@tail -n 1 build/modern-trl.log
 
 clean:
 	rm -rf build
