@@ -127,3 +127,38 @@ def plot_seed_spread(groups: dict, key: str = "env/reward_mean", ylabel: str = "
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
+    """Two judges against the KL to the reference, one marker per method (notebook 5, the DPO paper's Figure 2).
+
+    ``rows``: one dict per run with ``method``, ``kl_to_reference`` (nats),
+    ``reward`` (mean POSITIVE logit), ``vader_positive_rate`` and a ``label``
+    (``frontier-runs``' ``summary``).  ``reference``: the untuned model's
+    ``mean`` and ``vader_positive_rate``, drawn at KL 0.  Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("no runs to plot")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"ppo": "o", "dpo": "s", "grpo": "^"}
+    panels = (("reward", "classifier: mean POSITIVE logit"), ("vader_positive_rate", "VADER: share positive"))
+    for ax, (key, ylabel) in zip(axes, panels):
+        for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+            pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["kl_to_reference"])
+            ax.plot([r["kl_to_reference"] for r in pts], [r[key] for r in pts], markers.get(method, "o") + "-",
+                    color=f"C{i}", label=method.upper())
+            for r in pts:
+                ax.annotate(r.get("label", ""), (r["kl_to_reference"], r[key]), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7, color=f"C{i}")
+        if reference is not None:
+            ref_y = reference["mean"] if key == "reward" else reference["vader_positive_rate"]
+            ax.plot([0], [ref_y], "k*", markersize=10, label="reference")
+        ax.set_xlabel("KL(policy || reference), nats per response")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("Reward against KL on held-out prompts: PPO, DPO, GRPO")
+    fig.tight_layout()
+    return fig

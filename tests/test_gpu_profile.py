@@ -127,6 +127,7 @@ def test_every_lab_notebook_runs_on_the_gpu_profile(hub_standin, tmp_path, monke
                                        "happy_dir": str(happy), "output_dir": str(pessimistic),
                                        "results_dir": str(results)},
         "4_inside_ppo": {"batch_size": 8},
+        "5_beyond_ppo": {"n_prompts": 8},
     }
     assert [p.stem for p in SOLUTIONS] == list(params)
     for nb in SOLUTIONS:

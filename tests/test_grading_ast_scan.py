@@ -10,7 +10,8 @@ import pytest
 from course_instructor.grading import astscan, scan
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["1_reward_and_data.ipynb", "2_ppo_happy.ipynb", "3_evaluate_and_pessimistic.ipynb", "4_inside_ppo.ipynb"]
+NOTEBOOKS = ["1_reward_and_data.ipynb", "2_ppo_happy.ipynb", "3_evaluate_and_pessimistic.ipynb", "4_inside_ppo.ipynb",
+             "5_beyond_ppo.ipynb"]
 _cache: dict[str, dict] = {}
 
 

@@ -25,9 +25,10 @@ def lab_run(tmp_path_factory):
     return code, out
 
 
-def test_there_are_four_lab_notebooks_each_with_a_parameters_cell():
+def test_there_are_five_lab_notebooks_each_with_a_parameters_cell():
     assert [p.name for p in SOLUTIONS] == ["1_reward_and_data.ipynb", "2_ppo_happy.ipynb",
-                                           "3_evaluate_and_pessimistic.ipynb", "4_inside_ppo.ipynb"]
+                                           "3_evaluate_and_pessimistic.ipynb", "4_inside_ppo.ipynb",
+                                           "5_beyond_ppo.ipynb"]
     for p in SOLUTIONS:
         nb = nbformat.read(p, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

@@ -72,7 +72,8 @@ def test_graded_names_and_hidden_lines_come_from_the_solutions(secrets):
     """Every exercise's function is known, and each notebook gives distinctive hidden-test lines."""
     for name in ("pad_to_length", "tokenize", "collator", "score_for_label", "generate_response",
                  "kl_shaped_rewards", "next_kl_coef", "comparison_table", "stutter_share", "gae", "clipped_policy_loss",
-                 "clipped_value_loss", "rloo_advantages"):
+                 "clipped_value_loss", "rloo_advantages", "preference_pairs", "dpo_loss", "group_advantages", "k3_kl",
+                 "grpo_loss"):
         assert name in secrets.graded, name
     solution_cells = set()
     for nb in (ROOT / "solutions" / ASSIGNMENT).glob("*.ipynb"):

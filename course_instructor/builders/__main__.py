@@ -23,7 +23,7 @@ from course_instructor.builders import cards, common
 from course_instructor.builders.common import build_note, log
 
 ASSETS = ("imdb-mini", "distilbert-imdb-mini", "gpt2-imdb-mini", "ppo-happy-mini", "ppo-pessimistic-mini",
-          "inside-ppo-runs")
+          "inside-ppo-runs", "frontier-runs", "dpo-happy-mini", "grpo-happy-mini")
 WORK = Path("build/assets-work")
 
 
@@ -85,6 +85,16 @@ def build_inside_ppo_runs(package_only: bool) -> None:
     inside_ppo.main(["--package"] if package_only else ["--runs", "all", "--package"])
 
 
+def build_beyond_ppo(name: str, package_only: bool) -> None:
+    """Part 5: the frontier's runs (statistics only) or one of the DPO/GRPO Happy LLMs, picked from them."""
+    from course_instructor.builders import beyond_ppo
+
+    if name == "frontier-runs":
+        beyond_ppo.main(["--package"] if package_only else ["--runs", "all", "--package"])
+    else:
+        beyond_ppo.main(["--model", name])
+
+
 BUILDERS = {
     "imdb-mini": build_imdb,
     "distilbert-imdb-mini": build_classifier,
@@ -92,6 +102,9 @@ BUILDERS = {
     "ppo-happy-mini": lambda d, p: build_ppo("POSITIVE", d, p),
     "ppo-pessimistic-mini": lambda d, p: build_ppo("NEGATIVE", d, p),
     "inside-ppo-runs": lambda d, p: build_inside_ppo_runs(p),
+    "frontier-runs": lambda d, p: build_beyond_ppo("frontier-runs", p),
+    "dpo-happy-mini": lambda d, p: build_beyond_ppo("dpo-happy-mini", p),
+    "grpo-happy-mini": lambda d, p: build_beyond_ppo("grpo-happy-mini", p),
 }
 
 

@@ -135,6 +135,13 @@ EXERCISE_TWINS: dict[str, tuple[str, ...]] = {
                            "trl.core.masked_var", "trl.core.clip_by_value"),
     # trl's RLOOTrainer computes the leave-one-out baseline inline in train(): no function to call
     "rloo_advantages": (),
+    # notebook 5: trl 0.11's DPOTrainer has the DPO loss; it has no GRPO (the course's is course_instructor.grpo)
+    "preference_pairs": (),
+    "dpo_loss": ("trl.DPOTrainer.dpo_loss", "trl.trainer.DPOTrainer.dpo_loss",
+                 "trl.trainer.dpo_trainer.DPOTrainer.dpo_loss"),
+    "group_advantages": (),
+    "k3_kl": (),
+    "grpo_loss": (),
 }
 
 INSTRUCTOR = "course_instructor"
