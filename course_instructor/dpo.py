@@ -154,7 +154,8 @@ def sample_responses(model, tokenizer, queries: Sequence, lengths: Sequence[int]
 
 
 # ---- the training run ------------------------------------------------------------------------
-def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, progress=None):
+def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, progress=None,
+              pairs_cache: dict | None = None):
     """DPO on ``settings.prompts`` training prompts; returns ``(model, records, info)``.
 
     ``cfg``: the lab's ``LabConfig`` (models, sampling settings, response
@@ -162,6 +163,12 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
     ``model`` is the PEFT policy; ``records`` one dict per gradient step;
     ``info`` the totals: ``train_seconds`` (pairs included), ``samples`` (the
     responses drawn: 2 per prompt), ``pairs``.
+
+    ``pairs_cache``: a dict shared by several runs on the same prompts (a
+    sweep over beta): the pairs and the reference's log-probabilities do not
+    depend on beta, so they are made once and reused.  ``train_seconds``
+    still counts the time the first run spent making them, as a run of its
+    own would.
     """
     import numpy as np
     import torch
@@ -183,22 +190,29 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
     with numpy_seed(hp.seed):
         lengths = [sampler() for _ in queries]
 
-    # ---- 1. pairs: two samples of the reference per prompt, ordered by the classifier ----
     model.eval()
-    gen = cfg.generation_kwargs(tokenizer)
-    with model.disable_adapter():
-        samples = [sample_responses(model, tokenizer, queries, lengths, gen) for _ in range(2)]
-    texts = [tokenizer.batch_decode(s, skip_special_tokens=True) for s in samples]
-    scores = [sentiment_scores(sentiment_pipe, [q + t for q, t in zip(query_texts, ts)], hp.target_label,
-                               cfg.sent_kwargs) for ts in texts]
-    pairs = build_preference_pairs(samples[0], samples[1], scores[0], scores[1])
-    chosen, rejected = pairs["chosen"], pairs["rejected"]
+    key = (n, hp.seed, hp.target_label, tuple(query_texts[:4]))
+    if pairs_cache is not None and key in pairs_cache:
+        chosen, rejected, ref_chosen, ref_rejected, pairs, scores, pairs_seconds = pairs_cache[key]
+    else:
+        # ---- 1. pairs: two samples of the reference per prompt, ordered by the classifier ----
+        gen = cfg.generation_kwargs(tokenizer)
+        with model.disable_adapter():
+            samples = [sample_responses(model, tokenizer, queries, lengths, gen) for _ in range(2)]
+        texts = [tokenizer.batch_decode(s, skip_special_tokens=True) for s in samples]
+        scores = [sentiment_scores(sentiment_pipe, [q + t for q, t in zip(query_texts, ts)], hp.target_label,
+                                   cfg.sent_kwargs) for ts in texts]
+        pairs = build_preference_pairs(samples[0], samples[1], scores[0], scores[1])
+        chosen, rejected = pairs["chosen"], pairs["rejected"]
 
-    # ---- 2. reference log-probabilities, once ----
-    with torch.no_grad(), model.disable_adapter():
-        ref_chosen = sequence_logprobs(model, queries, chosen, pad)
-        ref_rejected = sequence_logprobs(model, queries, rejected, pad)
-    pairs_seconds = time.perf_counter() - t_start
+        # ---- 2. reference log-probabilities, once ----
+        with torch.no_grad(), model.disable_adapter():
+            ref_chosen = sequence_logprobs(model, queries, chosen, pad)
+            ref_rejected = sequence_logprobs(model, queries, rejected, pad)
+        pairs_seconds = time.perf_counter() - t_start
+        if pairs_cache is not None:
+            pairs_cache[key] = (chosen, rejected, ref_chosen, ref_rejected, pairs, scores, pairs_seconds)
+    t_optimise = time.perf_counter()
 
     # ---- 3. optimisation: epochs of shuffled mini-batches of the DPO loss ----
     # (the model stays in eval mode, as in the course's PPO: no dropout, so CPU runs repeat exactly)
@@ -231,7 +245,8 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
                 progress(f"  DPO step {len(records)}: loss {loss:.3f} "
                          f"accuracy {records[-1]['rewards/accuracies']:.2f}")
     model.eval()
-    info = {"train_seconds": time.perf_counter() - t_start, "pairs_seconds": pairs_seconds, "samples": 2 * n,
+    info = {"train_seconds": pairs_seconds + time.perf_counter() - t_optimise, "pairs_seconds": pairs_seconds,
+            "samples": 2 * n,
             "pairs": n, "mean_pair_margin": float(np.mean(pairs["margin"])),
             "mean_chosen_score": float(np.mean([max(a, b) for a, b in zip(*scores)])),
             "mean_rejected_score": float(np.mean([min(a, b) for a, b in zip(*scores)]))}
