@@ -239,8 +239,8 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
                             "rewards/rejected": float(r_rejected.mean()),
                             "rewards/accuracies": float((r_chosen > r_rejected).float().mean()),
                             "rewards/margins": float((r_chosen - r_rejected).mean()),
-                            "logps/chosen": float(pol_chosen.mean()),
-                            "logps/rejected": float(pol_rejected.mean())})
+                            "logps/chosen": pol_chosen.mean().item(),
+                            "logps/rejected": pol_rejected.mean().item()})
             if progress and len(records) % 10 == 0:
                 progress(f"  DPO step {len(records)}: loss {loss:.3f} "
                          f"accuracy {records[-1]['rewards/accuracies']:.2f}")

@@ -1,0 +1,53 @@
+"""Part 5's bundled assets: the frontier's statistics and the DPO and GRPO Happy LLMs, as their cards claim."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from course_lib.assets import ASSETS_DIR, verify_asset
+
+FRONTIER = ASSETS_DIR / "frontier-runs"
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    verify_asset(FRONTIER)
+    return json.loads((FRONTIER / "runs.json").read_text())
+
+
+def test_the_frontier_has_every_method_at_several_settings(frontier):
+    methods = [r["method"] for r in frontier["runs"].values()]
+    assert methods.count("ppo") >= 3 and methods.count("dpo") >= 3 and methods.count("grpo") >= 2
+    assert frontier["eval_prompts"] == 512
+    for name, r in frontier["runs"].items():
+        t = r["evaluation"]["tuned"]
+        assert t["n"] == 512, name
+        for key in ("mean", "vader_positive_rate", "kl_to_reference", "distinct_2_ratio"):
+            assert key in t, (name, key)
+        assert r["train_seconds"] > 0 and r["samples"] > 0 and r["records"], name
+    rows = {row["run"]: row for row in frontier["summary"]}
+    assert set(rows) == set(frontier["runs"])
+
+
+def test_every_tuned_run_beats_the_reference_on_both_judges(frontier):
+    ref = frontier["reference"]
+    for name, r in frontier["runs"].items():
+        t = r["evaluation"]["tuned"]
+        assert t["mean"] > ref["ci95"][1], name
+        assert t["vader_positive_rate"] > ref["vader_positive_rate"], name
+
+
+@pytest.mark.parametrize("name", ["dpo-happy-mini", "grpo-happy-mini"])
+def test_the_bundled_models_are_adapters_with_their_measured_cards(name, frontier):
+    folder = verify_asset(ASSETS_DIR / name)
+    files = {p.name for p in folder.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "base_model.json", "README.md",
+            "evaluation.json", "training_stats.json", "SHA256SUMS"} <= files
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "gpt2-imdb-mini"
+    ev = json.loads((folder / "evaluation.json").read_text())["tuned"]
+    card = (folder / "README.md").read_text()
+    assert f"{ev['vader_positive_rate']:.3f}" in card and f"{ev['distinct_2_ratio']:.2f}" in card
+    # the bundled model is one of the frontier's runs, with the same evaluation
+    same = [r for r in frontier["runs"].values() if r["evaluation"]["tuned"]["mean"] == ev["mean"]]
+    assert len(same) == 1
