@@ -30,12 +30,16 @@ def test_the_frontier_has_every_method_at_several_settings(frontier):
     assert set(rows) == set(frontier["runs"])
 
 
-def test_every_tuned_run_beats_the_reference_on_both_judges(frontier):
+def test_every_tuned_run_beats_the_reference_on_both_judges_unless_it_degenerated(frontier):
     ref = frontier["reference"]
     for name, r in frontier["runs"].items():
         t = r["evaluation"]["tuned"]
         assert t["mean"] > ref["ci95"][1], name
-        assert t["vader_positive_rate"] > ref["vader_positive_rate"], name
+        if t["distinct_2_ratio"] >= 0.7:
+            assert t["vader_positive_rate"] > ref["vader_positive_rate"], name
+    # the over-optimised DPO run is the one VADER sees through: degenerate texts the classifier still rates up
+    long_run = frontier["runs"]["dpo-beta0.01-long"]["evaluation"]["tuned"]
+    assert long_run["distinct_2_ratio"] < 0.7 and long_run["vader_positive_rate"] < ref["vader_positive_rate"]
 
 
 @pytest.mark.parametrize("name", ["dpo-happy-mini", "grpo-happy-mini"])
