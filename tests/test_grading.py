@@ -299,7 +299,7 @@ def test_round_trip_perfect_scores_every_autograded_point(graded_course):
                    for c in graded["cells"] if is_autograded_test(c)}
         failing = {k: v for k, v in failing.items() if v}
         assert float(row[stem]) == sum(cells.values()), f"{stem}: the solution fails {failing}"
-    assert float(row["total_score"]) == sum(sum(c.values()) for c in expected.values()) == 42
+    assert float(row["total_score"]) == sum(sum(c.values()) for c in expected.values()) == 54
     written = sum(1 for n in NOTEBOOK_NAMES for c in load(SOLUTIONS / n)["cells"] if is_written_answer(c))
     assert int(row["needs_manual_grade"]) == written and row["status"] == "graded"
 
