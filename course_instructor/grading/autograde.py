@@ -125,6 +125,20 @@ def released_notebooks(course: Course, assignment: str) -> dict[str, dict]:
     return found
 
 
+def check_library(course: Course, assignment: str, library_root: Path | None = None) -> None:
+    """Refuse to grade when the library the sandbox mounts (``course_lib``) answers an exercise.
+
+    The sandboxes see ``course_lib`` and nothing else of the course: it must be
+    the student edition, the same checks as ``make student-bundle``.
+    """
+    from course_instructor.bundle import ROOT, check_student_library
+
+    errors = check_student_library(course.source, root=library_root or ROOT)
+    if errors:
+        raise GradingError("course_lib, which every grading sandbox mounts, holds what students must not have "
+                           f"(the checks of `make student-bundle`):\n  " + "\n  ".join(errors[:20]))
+
+
 # ---- expected evidence ---------------------------------------------------------------------
 def _course_lib_hash() -> str:
     """Hash of course_lib's code and of its assets' manifests (the assets' bytes are behind those)."""
@@ -309,6 +323,7 @@ def autograde(course_dir: str | os.PathLike | None = None, submissions: str | os
     if not found:
         raise GradingError(f"no submissions in {sub_dir} (expected {sub_dir}/<student>/{assignment}/*.ipynb)")
     course.source_notebooks(assignment)  # clear error if the assignment does not exist
+    check_library(course, assignment)
     if sandbox:
         check_sandbox()
     else:
