@@ -30,7 +30,7 @@ report = importlib.import_module("course_instructor.grading.report")
 
 NB1_STEM = Path(NB1).stem
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-NASTY_NAMES = ['=HYPERLINK("http://evil.example","click")', "evil\x1b[2J\x1b[31mred\nname", "a" * 100,
+NASTY_NAMES = ['=HYPERLINK("evil.example","click")', "evil\x1b[2J\x1b[31mred\nname", "a" * 100,
                "-rf", "x\u202etxt.exe", "caf\u00e9", "_feedback", "a\\b"]
 
 
@@ -83,8 +83,7 @@ def test_find_submissions_refuses_links_and_unsafe_names(tmp_path, capsys):
     (sub / "borrow" / ASSIGNMENT).symlink_to(sub / "alice" / ASSIGNMENT)
     (sub / "dangling").symlink_to(tmp_path / "nowhere")
     for name in NASTY_NAMES:
-        if "/" not in name:
-            _student(sub, name)
+        _student(sub, name)
     (sub / "notes.txt").write_text("a file, not a student")
     _student(sub, ".ipynb_checkpoints")
     refused: dict = {}
@@ -96,8 +95,7 @@ def test_find_submissions_refuses_links_and_unsafe_names(tmp_path, capsys):
     assert refused["borrow"] == (f"refused (its {ASSIGNMENT} folder is a symbolic link; not followed)",
                                  ["symlink:."])
     for name in NASTY_NAMES:
-        if "/" not in name:
-            assert ag.STUDENT_ID_RULE in refused[escape(name)][0]
+        assert ag.STUDENT_ID_RULE in refused[escape(name)][0]
     assert all(key.isprintable() for key in refused)
     assert "\x1b" not in err and "\u202e" not in err and "evil\\x1b[2J" in err
     assert all(line.startswith("warning: ") for line in err.splitlines())     # no raw newline in a name
@@ -211,7 +209,7 @@ def test_the_terminal_table_has_no_control_characters(capsys):
 
 
 # ---- end to end: an honest student among hostile folders ---------------------------------------
-HOSTILE_NAMES = ['=HYPERLINK("http://evil.example","click")', "evil\x1b[2J\x1b[31mred\nname", "n" * 100, "-rf"]
+HOSTILE_NAMES = ['=HYPERLINK("evil.example","click")', "evil\x1b[2J\x1b[31mred\nname", "n" * 100, "-rf"]
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +351,16 @@ def test_one_students_grader_failure_touches_no_other_row(collect_run, monkeypat
     assert "\x1b" not in out.out + out.err
     for sid, row in before.items():
         assert rows[sid] == row, (sid, row, rows[sid])
+
+
+def test_a_student_option_naming_no_safe_folder_is_an_escaped_error(tmp_path, capsys):
+    from course_instructor import grading
+
+    shutil.copy2(Path(__file__).resolve().parent.parent / "nbgrader_config.py", tmp_path)
+    _student(tmp_path / "submitted", "alice")
+    _student(tmp_path / "submitted", "evil\x1b[2J")
+    code = grading.main(["--course-dir", str(tmp_path), "autograde", "--submissions", "submitted",
+                         "--student", "..", "--student", "\x1b[31m\n"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no submission for" in err and "\\x1b[31m\\n" in err and "refused: evil\\x1b[2J" in err
+    assert "\x1b" not in err

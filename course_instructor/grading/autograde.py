@@ -318,9 +318,13 @@ def grade_student(course: Course, assignment: str, student: str, submissions: Pa
 
 def record_without_notebooks(work_db: Path, course: Course, assignment: str, student: str) -> None:
     """A student none of whose files can be graded: every cell scores 0 (flags say why)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    import warnings
 
-    with Gradebook(gradebook.sqlite_url(work_db), course.course_id) as gb:
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SAWarning
+
+    with Gradebook(gradebook.sqlite_url(work_db), course.course_id) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)     # nbgrader's add_submission autoflushes (harmless)
         gb.update_or_create_student(student)
         try:
             sub = gb.find_submission(assignment, student)
