@@ -353,6 +353,19 @@ def test_one_students_grader_failure_touches_no_other_row(collect_run, monkeypat
         assert rows[sid] == row, (sid, row, rows[sid])
 
 
+@pytest.mark.slow
+def test_report_keeps_the_refused_rows(collect_run, capsys):
+    from course_instructor import grading
+
+    course = collect_run["course"]
+    before = read_grades(course / "grades.csv")
+    assert grading.main(["--course-dir", str(course), "report", "--no-feedback"]) == 0
+    rows = read_grades(course / "grades.csv")
+    refused = {sid for sid, row in before.items() if row["status"].startswith("refused")}
+    assert len(refused) == 7 and all(rows[sid] == before[sid] for sid in refused | {"victim", "linker"})
+    assert "\x1b" not in capsys.readouterr().out
+
+
 def test_a_student_option_naming_no_safe_folder_is_an_escaped_error(tmp_path, capsys):
     from course_instructor import grading
 

@@ -14,11 +14,19 @@ One run (``make grade``):
    staged and scanned (:mod:`.scan`), then ``nbgrader autograde`` runs in its
    own process against its own copy of the gradebook, executing each notebook
    in a fresh sandbox (:mod:`.sandbox`) and deciding each test cell from the
-   evidence (:mod:`.verify`).
+   evidence (:mod:`.verify`).  Each student is staged in
+   ``build/grading-run/students/<student>/``, apart from the run's own files,
+   and any failure on one student fails that student's row only.
 4. **Commit.** Each graded student's rows are merged into the working copy,
    which then replaces the gradebook in one rename; the autograded folders are
    moved into place, the flags recorded, feedback generated and ``grades.csv``
    written atomically.  A crash before this step leaves everything as it was.
+
+Collected folders are hostile input (:func:`find_submissions`): a folder name
+that is not a safe student id (:data:`STUDENT_ID`), or a student or assignment
+folder that is a symbolic link, is refused with a row of its own; links inside
+a submission are never followed (:func:`.scan.stage_submission`); submission
+times are the grader's (:func:`submission_time`), never ``timestamp.txt``.
 """
 from __future__ import annotations
 
@@ -100,7 +108,8 @@ def find_submissions(submissions: Path, assignment: str, refused: dict | None = 
     is given, recorded there as ``{escaped id: (status, flags)}``: a name that
     breaks :data:`STUDENT_ID`, a student or assignment folder that is a
     symbolic link (never followed; flagged ``symlink:..`` and ``symlink:.``,
-    paths being relative to the assignment folder as in :func:`.scan.stage_submission`).  Names starting with ``.`` and plain files
+    relative to the assignment folder as in :func:`.scan.stage_submission`),
+    a folder that cannot be read.  Names starting with ``.`` and plain files
     are skipped with a warning.
     """
     if not submissions.is_dir():
@@ -112,26 +121,35 @@ def find_submissions(submissions: Path, assignment: str, refused: dict | None = 
         name = d.name
         if name.startswith("."):
             continue
-        why = refusal(name)
-        if why:
-            refused[escape(name)] = (why, [])
-        elif d.is_symlink():
-            refused[name] = ("refused (the student folder is a symbolic link; not followed)", ["symlink:.."])
-        elif not d.is_dir():
-            print(f"warning: {escape(name)}: not a folder; skipped", file=sys.stderr)
-            continue
-        elif (d / assignment).is_symlink():
-            refused[name] = (f"refused (its {assignment} folder is a symbolic link; not followed)",
-                             ["symlink:."])
-        elif (d / assignment).is_dir() and any(p.suffix == ".ipynb" for p in (d / assignment).iterdir()):
+        try:
+            found = _check_folder(d, assignment, refused)
+        except OSError as e:     # unreadable: this folder only
+            refused[escape(name)] = (f"refused (cannot be read: {type(e).__name__})", [])
+            found = False
+        if found:
             students.append(name)
-            continue
-        else:
-            print(f"warning: {name}: no notebooks in {escape(d / assignment)}; skipped", file=sys.stderr)
-            continue
-        key = escape(name)
-        print(f"warning: {key}: {refused[key][0]}", file=sys.stderr)
+        elif escape(name) in refused:
+            key = escape(name)
+            print(f"warning: {key}: {refused[key][0]}", file=sys.stderr)
     return students
+
+
+def _check_folder(d: Path, assignment: str, refused: dict) -> bool:
+    """True if ``d`` is a student folder to grade; else refused (recorded) or skipped (a warning)."""
+    name = d.name
+    if refusal(name):
+        refused[escape(name)] = (refusal(name), [])
+    elif d.is_symlink():
+        refused[name] = ("refused (the student folder is a symbolic link; not followed)", ["symlink:.."])
+    elif not d.is_dir():
+        print(f"warning: {escape(name)}: not a folder; skipped", file=sys.stderr)
+    elif (d / assignment).is_symlink():
+        refused[name] = (f"refused (its {assignment} folder is a symbolic link; not followed)", ["symlink:."])
+    elif (d / assignment).is_dir() and any(p.suffix == ".ipynb" for p in (d / assignment).iterdir()):
+        return True
+    else:
+        print(f"warning: {name}: no notebooks in {escape(d / assignment)}; skipped", file=sys.stderr)
+    return False
 
 
 def submission_time(folder: Path) -> _dt.datetime:
