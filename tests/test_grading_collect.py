@@ -198,8 +198,11 @@ def test_csv_cells_cannot_be_formulas_and_numbers_stay_numbers(tmp_path):
             assert not cell.startswith(FORMULA_START) or report._NUMBER.fullmatch(cell), cell
     assert parsed[1][:3] == ["'=HYPERLINK(\"http://evil\",\"x\")", "10", "-1.5"]
     assert parsed[2][:3] == ["'+1", "2", "2.5"]
-    # a spreadsheet splitting at ";" still sees one quoted cell, not "=1+1"
+    # a spreadsheet splitting at ";" still sees one quoted cell, not "=1+1"; numbers unquoted, as written
     assert '"unexpected-file:a;=1+1\\x1b[2J"' in text
+    assert text.splitlines()[1].startswith('"\'=HYPERLINK(""http://evil"",""x"")",10,-1.5,')
+    report.write_csv(out, ["student_id", "total"], [["00123", "2.50"], ["12", "0"]])
+    assert out.read_text().splitlines()[1:] == ['"00123",2.50', '12,0']
 
 
 def test_the_terminal_table_has_no_control_characters(capsys):

@@ -22,27 +22,36 @@ def load_state(course: Course) -> dict:
         return {}
 
 
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+
+
+class _Number(str):
+    """A number's text, written as it is and unquoted (the csv module quotes what is not a number)."""
+
+    def __float__(self) -> float:
+        return float(str(self))
 
 
 def csv_cell(value) -> str | int | float:
     """A cell no spreadsheet runs as a formula, with control characters escaped.
 
-    Numbers stay numbers; text starting with ``= + - @``, a tab or a carriage
-    return gets a leading ``'`` (OWASP's rule against CSV injection).
+    Numbers (and the text of a decimal number, without leading zeros: an id
+    ``00123`` stays text) stay numbers; text starting with ``= + - @``, a tab
+    or a carriage return gets a leading ``'`` (OWASP's rule against CSV
+    injection).
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     text = str(value)
     if _NUMBER.fullmatch(text):
-        return text
+        return _Number(text)
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         text = "'" + text
     return strip_controls(text)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    """The grade table as CSV: every cell through :func:`csv_cell`, every text cell quoted.
+    """The grade table as CSV: every cell through :func:`csv_cell`, every text cell quoted (numbers not).
 
     Quoting keeps a ``;`` or ``,`` inside a cell (a file name in the flags)
     from starting a new cell where a spreadsheet splits at it.
