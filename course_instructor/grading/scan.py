@@ -273,7 +273,7 @@ def stage_submission(folder: Path, dest: Path, released: dict[str, dict]) -> lis
                     nb, why = (None, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB") if data is None \
                         else parse_notebook(data)
                 if nb is None:
-                    flags.append(f"unreadable-notebook:{name} ({why})")
+                    flags.append(f"unreadable-notebook:{name} ({escape(why)})")
                     continue
                 flags += [f"{Path(name).stem}:{f}" for f in scan_notebook(nb, released[name])]
                 (dest / name).write_text(json.dumps(restore_structure(nb, released[name]), indent=1),
