@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -215,14 +216,15 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys):
     assert "no gradebook" in capsys.readouterr().err
 
 
-def test_missing_submission_timestamp_is_created_once(tmp_path):
+def test_submission_timestamp_is_the_graders_not_the_students(tmp_path):
     from nbgrader.utils import parse_utc
 
     (tmp_path / "1_reward_and_data.ipynb").write_text("{}")
-    assert grading.ensure_timestamp(tmp_path) is True
+    os.utime(tmp_path / "1_reward_and_data.ipynb", (0, 0))          # a modification time is the student's to set
+    (tmp_path / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC\n")
+    grading.ensure_timestamp(tmp_path)
     stamp = (tmp_path / "timestamp.txt").read_text()
-    assert abs(parse_utc(stamp).timestamp() - (tmp_path / "1_reward_and_data.ipynb").stat().st_mtime) < 1
-    assert grading.ensure_timestamp(tmp_path) is False and (tmp_path / "timestamp.txt").read_text() == stamp
+    assert abs(parse_utc(stamp).timestamp() - (tmp_path / "1_reward_and_data.ipynb").stat().st_ctime) < 1
 
 
 def test_grading_kernels_run_the_token_training_quietly():

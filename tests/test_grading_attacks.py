@@ -200,7 +200,7 @@ def serial_course(attack_run, tmp_path_factory):
 
 
 def _lines(table: Path, students) -> list[str]:
-    return [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln.split(",", 1)[0] in students]
+    return [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln.split(",", 1)[0].strip('"') in students]
 
 
 def test_parallel_grading_equals_serial_grading(attack_run, serial_course):

@@ -81,6 +81,8 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
     recorded per student (``build/grading-flags.json``: flags and status).
     A student graded earlier without any gradable notebook has a gradebook
     entry (zeros) but no autograded folder: the recorded status says so.
+    Folders the last run refused (``state`` status ``refused (...)``, their
+    ids escaped) get a row of their own, after the others, with empty scores.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -96,13 +98,19 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
         max_score = a.max_score
         if students is None:
             students = sorted(s.student.id for s in a.submissions)
+        refused = sorted(sid for sid, e in state.items()
+                         if isinstance(e, dict) and str(e.get("status", "")).startswith("refused"))
+        students = [s for s in students if s not in refused] + refused
         header = ["student_id", *notebooks, "total_score", "max_score", "needs_manual_grade", "flags", "status"]
         rows = []
         for sid in students:
             res = results.get(sid)
             entry = state.get(sid) if isinstance(state.get(sid), dict) else {}
             status = res.status if res else "graded"
-            flag_text = "; ".join(entry.get("flags", []))
+            flag_text = "; ".join(map(str, entry.get("flags", [])))
+            if sid in refused:
+                rows.append([sid, *[""] * len(notebooks), "", _num(max_score), "", flag_text, str(entry["status"])])
+                continue
             try:
                 sub = gb.find_submission(assignment, sid)
             except MissingEntry:

@@ -5,10 +5,11 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
-from .course import ASSIGNMENT, Course, default_course_dir, run_nbgrader, tail, write_atomic
+from .course import ASSIGNMENT, Course, default_course_dir, run_nbgrader, strip_controls, tail, write_atomic
 from .gradebook import grade_table
 
 
@@ -21,18 +22,51 @@ def load_state(course: Course) -> dict:
         return {}
 
 
+_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+
+
+class _Number(str):
+    """A number's text, written as it is and unquoted (the csv module quotes what is not a number)."""
+
+    def __float__(self) -> float:
+        return float(str(self))
+
+
+def csv_cell(value) -> str | int | float:
+    """A cell no spreadsheet runs as a formula, with control characters escaped.
+
+    Numbers (and the text of a decimal number, without leading zeros: an id
+    ``00123`` stays text) stay numbers; text starting with ``= + - @``, a tab
+    or a carriage return gets a leading ``'`` (OWASP's rule against CSV
+    injection).
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    if _NUMBER.fullmatch(text):
+        return _Number(text)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return strip_controls(text)
+
+
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """The grade table as CSV: every cell through :func:`csv_cell`, every text cell quoted (numbers not).
+
+    Quoting keeps a ``;`` or ``,`` inside a cell (a file name in the flags)
+    from starting a new cell where a spreadsheet splits at it.
+    """
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    w.writerow([csv_cell(c) for c in header])
+    w.writerows([csv_cell(c) for c in row] for row in rows)
     write_atomic(path, buf.getvalue().encode("utf-8"))
 
 
 def print_table(header: list[str], rows: list[list]) -> None:
-    """The table on the terminal (flags cut short; the csv has them whole)."""
-    short = [[(str(c)[:40] + "...") if h == "flags" and len(str(c)) > 43 else str(c) for h, c in zip(header, r)]
-             for r in rows]
+    """The table on the terminal (flags cut short; the csv has them whole; control characters escaped)."""
+    short = [[(strip_controls(c)[:40] + "...") if h == "flags" and len(strip_controls(c)) > 43 else strip_controls(c)
+              for h, c in zip(header, r)] for r in rows]
     table = [header, *short]
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     for r in table:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
+import stat
 from pathlib import Path
 
 from course_instructor.grading import astscan
@@ -55,10 +55,18 @@ def _meta(cell: dict) -> dict:
 
 def read_notebook(path: Path) -> tuple[dict | None, str]:
     """(the notebook, "") or (None, why it cannot be graded)."""
+    try:
+        return parse_notebook(path.read_bytes())
+    except OSError as e:
+        return None, f"cannot be read ({type(e).__name__})"
+
+
+def parse_notebook(data: bytes) -> tuple[dict | None, str]:
+    """(the notebook, "") or (None, why it cannot be graded), from a file's bytes."""
     import nbformat
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
         nb = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         return None, f"not valid JSON ({type(e).__name__})"
@@ -165,34 +173,113 @@ def restore_structure(nb: dict, released: dict) -> dict:
     return {**nb, "cells": cells}
 
 
+#: A submission's folder is walked up to this many entries (the rest is not looked at, and flagged).
+MAX_ENTRIES = 10_000
+#: A notebook larger than this is not read (flagged unreadable).
+MAX_NOTEBOOK_BYTES = 100 * 2**20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_folder(path: Path, dir_fd: int | None = None) -> int:
+    """A descriptor of the folder ``path``; ``OSError`` (ELOOP/ENOTDIR) if it is a symbolic link or no folder."""
+    return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+
+
+def read_regular(name: str, dir_fd: int, limit: int) -> bytes | None:
+    """The bytes of the regular file ``name`` in ``dir_fd``, never through a link; None if larger than ``limit``."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{name!r} is not a regular file")
+        if st.st_size > limit:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(limit + 1)
+        return None if len(data) > limit else data
+    finally:
+        os.close(fd)
+
+
+def walk_submission(folder: Path):
+    """Every entry under ``folder`` as ``(relative path, lstat, dir_fd, name)``, links not followed.
+
+    Sorted, folders before their contents; neither ``folder`` nor its parent
+    may be a link (``OSError``), so a student folder swapped for a link after
+    it was checked is not followed either.  Stops after :data:`MAX_ENTRIES` entries and then yields
+    ``(None, None, None, None)`` once.  ``dir_fd`` is valid while the entry is
+    being looked at (for :func:`read_regular`).
+    """
+    parent = open_folder(folder.parent)     # the student's folder, when ``folder`` is their assignment folder
+    try:
+        top = open_folder(folder.name, dir_fd=parent)
+    finally:
+        os.close(parent)
+    try:
+        count = 0
+        for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                count += 1
+                if count > MAX_ENTRIES:
+                    yield None, None, None, None
+                    return
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                rel = os.path.normpath(os.path.join(dirpath, name))
+                yield rel, st, dirfd, name
+    finally:
+        os.close(top)
+
+
 def stage_submission(folder: Path, dest: Path, released: dict[str, dict]) -> list[str]:
     """Copy the gradable notebooks of ``folder`` to ``dest``; return the flags.
 
-    ``released``: ``{notebook file name: released notebook}``.  A notebook that
-    is not valid JSON, or whose name is not one of the assignment's, is not
-    copied (nbgrader then scores it as missing) and is flagged.
+    ``released``: ``{notebook file name: released notebook}``.  Only regular
+    files directly in ``folder`` with one of the assignment's notebook names
+    that parse as notebooks are copied; a notebook that does not (nbgrader
+    then scores it as missing), any other file or folder, and every symbolic
+    link anywhere under ``folder`` (never followed; ``symlink:<path in folder>``,
+    ``symlink:.`` for ``folder`` itself, ``symlink:..`` for the student's folder) are
+    flagged.  A student's ``timestamp.txt`` is not copied (``student-timestamp``):
+    the submission time is the grader's (see ``autograde.submission_time``).
+    Names in flags are escaped (:func:`.course.escape`).
     """
+    from .course import escape
+
     dest.mkdir(parents=True, exist_ok=True)
     flags: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name == "timestamp.txt" and path.is_file() and not path.is_symlink():
-            shutil.copyfile(path, dest / path.name)
-            continue
-        if path.is_symlink() or not path.is_file():
-            flags.append(f"unexpected-file:{path.name}")
-            continue
-        if path.name not in released:
-            flags.append(f"unexpected-file:{path.name}")
-            continue
-        nb, why = read_notebook(path)
-        if nb is None:
-            flags.append(f"unreadable-notebook:{path.name} ({why})")
-            continue
-        flags += [f"{Path(path.name).stem}:{f}" for f in scan_notebook(nb, released[path.name])]
-        staged = dest / path.name
-        staged.write_text(json.dumps(restore_structure(nb, released[path.name]), indent=1), encoding="utf-8")
-        st = path.stat()
-        os.utime(staged, (st.st_atime, st.st_mtime))   # nbgrader's timestamp comes from it
+    try:
+        entries = walk_submission(folder)
+        for rel, st, dirfd, name in entries:
+            if rel is None:
+                flags.append(f"too-many-files:over {MAX_ENTRIES}")
+                break
+            top_level = os.sep not in rel
+            if stat.S_ISLNK(st.st_mode):
+                flags.append(f"symlink:{escape(rel)}")
+            elif not top_level:
+                continue                                    # inside a folder already flagged
+            elif name == "timestamp.txt":
+                flags.append("student-timestamp")
+            elif not stat.S_ISREG(st.st_mode) or name not in released:
+                flags.append(f"unexpected-file:{escape(name)}")
+            else:
+                try:
+                    data = read_regular(name, dirfd, MAX_NOTEBOOK_BYTES)
+                except OSError as e:
+                    nb, why = None, f"cannot be read ({type(e).__name__})"
+                else:
+                    nb, why = (None, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB") if data is None \
+                        else parse_notebook(data)
+                if nb is None:
+                    flags.append(f"unreadable-notebook:{name} ({escape(why)})")
+                    continue
+                flags += [f"{Path(name).stem}:{f}" for f in scan_notebook(nb, released[name])]
+                (dest / name).write_text(json.dumps(restore_structure(nb, released[name]), indent=1),
+                                         encoding="utf-8")
+    except OSError as e:
+        flags.append("symlink:." if os.path.islink(folder) else "symlink:.." if os.path.islink(folder.parent)
+                     else f"unreadable-folder ({type(e).__name__})")
     for name in sorted(released):
         if not (dest / name).exists():
             flags.append(f"missing-notebook:{name}")
