@@ -121,3 +121,139 @@ def test_broken_outputs_do_not_stop_the_check():
     verdict = verify.check_test_cells(nb, EXPECTED)
     assert [(v.grade_id, v.passed) for v in verdict.cells] == [("t1", False), ("t2", True)]
     assert verdict.missing == ["t3"]
+
+
+# ---- unknown grade_ids, stripped and rewritten locked cells --------------------------------------
+def _cell(cid, kind, source, **nbg):
+    cell = {"cell_type": kind, "id": cid, "metadata": {"nbgrader": {"grade": False, "solution": False,
+                                                                    "locked": True, **nbg}}, "source": source}
+    if kind == "code":
+        cell.update(outputs=[], execution_count=None)
+    return cell
+
+
+def _released():
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        _cell("intro", "markdown", "# Part 1", grade_id="md-01"),
+        _cell("setup", "code", "import os\nprofile = 'cpu'\nsteps = 4\nseed = 0", grade_id="code-02"),
+        _cell("sol", "code", "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()",
+              grade_id="ex1-sol", solution=True, locked=False),
+        _cell("tests", "code", "assert f() == 1", grade_id="ex1-tests", grade=True, points=2),
+        _cell("after", "code", "print(profile, steps)", grade_id="code-03")]}
+
+
+def _solved():
+    nb = _released()
+    nb["cells"][2]["source"] = "def f():\n    return 1\n"
+    return nb
+
+
+def _ids(nb):
+    return [(c.get("id"), scan._gid(c)) for c in nb["cells"]]
+
+
+def test_an_honest_notebook_is_restored_unchanged_and_unflagged():
+    nb = _solved()
+    assert scan.scan_notebook(nb, _released()) == []
+    assert scan.restore_structure(nb, _released()) == nb
+
+
+def test_an_added_cell_with_an_unknown_grade_id_becomes_a_plain_cell_and_is_flagged():
+    for odd in ("mine", "a;b\nc=HYPERLINK(1)" * 20, ["list"], {"d": 1}, 7, ""):
+        nb = _solved()
+        added = {"cell_type": "code", "id": "x", "source": "print(1)", "outputs": [], "execution_count": None,
+                 "metadata": {"tags": ["keep"], "nbgrader": {"grade_id": odd, "grade": True, "points": 99}}}
+        nb["cells"].insert(3, added)
+        flags = scan.scan_notebook(nb, _released())
+        assert len(flags) == 1 and flags[0].startswith("unknown-grade-id:"), flags
+        assert all(ch.isalnum() or ch in "%._-():" for ch in flags[0]) and len(flags[0]) < 100, flags
+        restored = scan.restore_structure(nb, _released())
+        assert restored["cells"][3]["metadata"] == {"tags": ["keep"]}
+        assert restored["cells"][3]["source"] == "print(1)"
+        assert [c for i, c in enumerate(restored["cells"]) if i != 3] == _solved()["cells"]
+    assert scan.escape_id("ex1-tests") == "ex1-tests" and scan.escape_id(None) == "(none)"
+
+
+def test_a_locked_cell_stripped_of_its_metadata_is_replaced_by_the_released_one():
+    nb = _solved()
+    nb["cells"][1]["metadata"] = {}
+    nb["cells"][1]["source"] = "import os\nprofile = 'gpu'\nsteps = 10**9\nseed = 0"
+    assert scan.scan_notebook(nb, _released()) == ["locked-cell-stripped:code-02"]
+    assert scan.restore_structure(nb, _released()) == _solved()         # the student's version is gone
+
+
+def test_a_stripped_locked_cell_is_found_without_its_id_by_position_and_likeness():
+    nb = _solved()
+    nb["cells"][1]["metadata"] = {}
+    nb["cells"][1]["id"] = "new-id"
+    nb["cells"][1]["source"] = "import os\nprofile = 'gpu'\nsteps = 4\nseed = 0"
+    nb["cells"].insert(1, {"cell_type": "code", "id": "mine", "metadata": {}, "source": "x = 1", "outputs": [],
+                           "execution_count": None})
+    assert scan.scan_notebook(nb, _released()) == ["locked-cell-stripped:code-02"]
+    restored = scan.restore_structure(nb, _released())
+    assert _ids(restored) == [("intro", "md-01"), ("mine", None), ("setup", "code-02"), ("sol", "ex1-sol"),
+                              ("tests", "ex1-tests"), ("after", "code-03")]
+    assert restored["cells"][2] == _released()["cells"][1]
+
+
+def test_a_locked_cell_renamed_to_an_unknown_id_is_restored_and_both_are_flagged():
+    nb = _solved()
+    nb["cells"][4]["metadata"]["nbgrader"]["grade_id"] = "whatever"
+    nb["cells"][4]["source"] = "import shutil"
+    flags = scan.scan_notebook(nb, _released())
+    assert sorted(flags) == ["locked-cell-stripped:code-03", "unknown-grade-id:whatever"]
+    assert scan.restore_structure(nb, _released()) == _solved()
+
+
+def test_a_rewritten_locked_cell_that_cannot_be_recognised_stays_an_added_cell_after_the_released_one():
+    nb = _solved()
+    nb["cells"][1] = {"cell_type": "code", "id": "other", "metadata": {}, "outputs": [], "execution_count": None,
+                      "source": "totally = 'different'"}
+    assert scan.scan_notebook(nb, _released()) == ["locked-cell-deleted:code-02"]
+    restored = scan.restore_structure(nb, _released())
+    assert _ids(restored)[:3] == [("intro", "md-01"), ("setup", "code-02"), ("other", None)]
+
+
+def test_a_stripped_test_or_solution_cell_gets_its_role_back_in_place():
+    nb = _solved()
+    nb["cells"][3]["metadata"] = {}
+    nb["cells"][3]["source"] = "pass"
+    assert scan.scan_notebook(nb, _released()) == ["locked-cell-stripped:ex1-tests"]
+    assert scan.restore_structure(nb, _released()) == _solved()
+    nb = _solved()
+    nb["cells"][2]["metadata"] = {}
+    assert scan.scan_notebook(nb, _released()) == ["cell-metadata-edited:ex1-sol"]
+    restored = scan.restore_structure(nb, _released())
+    assert restored == _solved() and restored["cells"][2]["source"] == "def f():\n    return 1\n"
+
+
+def test_garbage_metadata_does_not_crash_the_scan():
+    nb = _solved()
+    nb["cells"][0]["metadata"]["nbgrader"] = "broken"
+    nb["cells"][1]["metadata"]["nbgrader"]["grade_id"] = ["not", "hashable"]
+    nb["cells"][2]["source"] = ["def f():\n", 3, "    return 1\n"]
+    nb["cells"].append("not a cell")
+    flags = scan.scan_notebook(nb, _released())
+    assert "unknown-grade-id:(list)" in flags and "locked-cell-stripped:code-02" in flags
+    restored = scan.restore_structure(nb, _released())
+    # a markdown cell without its metadata only loses its lock: nothing runs from it
+    assert [scan._gid(c) for c in restored["cells"]] == [None, "code-02", "ex1-sol", "ex1-tests", "code-03"]
+
+
+def test_the_released_notebooks_with_a_setup_cell_stripped():
+    import json
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks" / "rlhf_ppo").glob("*.ipynb")):
+        released = json.loads(path.read_text(encoding="utf-8"))
+        assert scan.scan_notebook(copy.deepcopy(released), released) == []
+        assert scan.restore_structure(copy.deepcopy(released), released) == released
+        nb = copy.deepcopy(released)
+        k, cell = next((k, c) for k, c in enumerate(nb["cells"])
+                       if c["cell_type"] == "code" and scan._meta(c).get("locked") and not scan._meta(c).get("grade"))
+        gid = scan._gid(cell)
+        cell["metadata"] = {}
+        cell["source"] = "import os\nos.environ['COURSE_GRADING'] = ''\n" + scan._source(cell)
+        flags = scan.scan_notebook(nb, released)     # (its code is scanned like any cell a student wrote)
+        assert [f for f in flags if ":" in f] == [f"locked-cell-stripped:{gid}"], flags
+        assert scan.restore_structure(nb, released) == released
