@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gradebook, scan, verify
+from . import gradebook, scan, similarity, verify
 from .course import ASSIGNMENT, Course, GradingError, default_course_dir, run_nbgrader, tail, write_atomic
 from .release import sync_gradebook
-from .report import generate_feedback, load_state, output_path, print_table, write_csv
+from .report import generate_feedback, load_state, output_path, print_table, write_csv, write_exercises
 from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
@@ -388,6 +388,8 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
             shutil.rmtree(final, ignore_errors=True)   # no stale copy that would look graded
         state[sid] = {"fingerprint": res.fingerprint, "flags": res.flags,
                       "status": "graded" if res.ok else "failed"}
+    # students whose code is too alike: over this run and every student graded before
+    similarity.refresh(state, set(found) | set(state), released, assignment, sub_dir, course.autograded, results)
     write_atomic(course.flags_file, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"))
     if feedback:
         print("generating feedback ...", flush=True)
@@ -398,6 +400,7 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
     out_path = output_path(course, output)
     write_csv(out_path, header, rows)
     print_table(header, rows)
+    write_exercises(course, assignment, header, rows, out_path)
     print(f"grades: {course.short(out_path)}; feedback: {course.short(course.feedback)}/"
           f"<student>/{assignment}/*.html; total {time.time() - t0:.0f} s")
     return out_path, results
