@@ -184,7 +184,7 @@ def _is_number(x) -> bool:
 MAX_EVIDENCE_DEPTH = 100            # to_plain nests at most 21 levels (3 JSON levels each)
 MAX_EVIDENCE_ITEMS = 5_000_000      # values in one entry, all levels together
 MAX_EVIDENCE_CHARS = 50_000_000     # characters of the strings of one entry, together
-MAX_INT_BITS = 15_000               # about 4,500 decimal digits (Python's JSON reads at most 4,300)
+MAX_INT_BITS = 1024                 # beyond any float (10**400 is forged or broken, not an answer)
 _FLOAT_TAGS = ("nan", "inf", "-inf")
 
 
