@@ -157,7 +157,7 @@ def exercise_table(db_url: str, course_id: str, assignment: str,
         except MissingEntry:
             return EXERCISE_HEADER, []
         for nb in sorted(a.notebooks, key=lambda n: n.name):
-            tests = sorted((c for c in nb.grade_cells if c.cell_type == "code"), key=lambda c: c.name)
+            tests = sorted((c for c in nb.grade_cells if c.cell_type == "code"), key=lambda c: _natural(c.name))
             passed = {c.name: 0 for c in tests}
             scores, full = [], 0
             for sid in students:
@@ -175,3 +175,10 @@ def exercise_table(db_url: str, course_id: str, assignment: str,
             rows.append([nb.name, "(notebook)", _num(nb.max_score), full, len(scores),
                          _num(statistics.median(scores)) if scores else ""])
     return EXERCISE_HEADER, rows
+
+
+def _natural(name: str) -> list:
+    """Sort key: ex2 before ex10."""
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
