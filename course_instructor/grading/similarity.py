@@ -22,18 +22,20 @@ from __future__ import annotations
 import ast
 import difflib
 import io
+import json
 import keyword
 import re
 import tokenize
 from pathlib import Path
 
-from .scan import _gid, _meta, _source, escape_id, read_notebook
+from .scan import _gid, _meta, _source, escape_id
 
 MIN_RATIO = 0.95           # difflib ratio of the canonical token sequences
 MIN_CELL_TOKENS = 40       # a changed cell with fewer tokens of its own is not compared (one-liners)
 MIN_TOKENS = 80            # a notebook's compared code must be at least this long, for both students
 MAX_CELL_CHARS = 50_000    # a bigger cell is not compared (nobody's solution is that long)
 MAX_TOKENS = 20_000        # per notebook, the rest is cut
+MAX_NOTEBOOK_BYTES = 64 << 20   # a bigger notebook file is not read
 FLAG = "similar-to"
 
 
@@ -235,8 +237,10 @@ def class_code(students, released: dict[str, dict], assignment: str, submitted: 
         per = {}
         for name, path in sorted(files.items()):
             try:
-                nb, _ = read_notebook(path)
-                if nb is not None:
+                if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+                    continue
+                nb = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(nb, dict) and isinstance(nb.get("cells"), list):
                     per[Path(name).stem] = notebook_code(nb, released[name])
             except Exception:                           # a hostile file costs its owner the comparison only
                 continue
@@ -247,8 +251,6 @@ def class_code(students, released: dict[str, dict], assignment: str, submitted: 
 
 def released_notebooks(release_folder: Path) -> dict[str, dict]:
     """``{file name: released notebook}`` of ``release/<assignment>/`` (empty if there is none)."""
-    import json
-
     found = {}
     for p in sorted(release_folder.glob("*.ipynb")):
         try:
