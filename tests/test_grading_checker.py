@@ -116,6 +116,7 @@ def test_broken_outputs_do_not_stop_the_check():
                                              {"output_type": "display_data", "data": {MIME: "x"}},
                                              _entry("v", [1, 2, 3])]},
         {**_test_cell("t3", []), "metadata": {"nbgrader": "broken"}},
+        {**_test_cell("t3", []), "metadata": {"nbgrader": {"grade_id": ["t3"], "grade": True}}},
         "not a cell"]}
     verdict = verify.check_test_cells(nb, EXPECTED)
     assert [(v.grade_id, v.passed) for v in verdict.cells] == [("t1", False), ("t2", True)]

@@ -374,7 +374,7 @@ def check_test_cells(nb: dict, expected: dict[str, list[dict]]) -> NotebookVerdi
             cell["outputs"] = []
         cell["outputs"] = [o for o in cell["outputs"] if isinstance(o, dict)]
         gid = _grade_id(cell)
-        if not is_autograded_test(cell) or gid in seen or not isinstance(gid, str):
+        if not is_autograded_test(cell) or not isinstance(gid, str) or gid in seen:
             strip_evidence(cell)            # evidence anywhere else counts for nothing
             continue
         seen.add(gid)
