@@ -15,11 +15,12 @@ Modules, one job each:
 ``runner``        the executor that runs *inside* the sandbox (nbclient, output caps)
 ``verify``        outputs merged back and test cells decided from evidence, outside the kernel
 ``scan``          which files are graded; flags for a human reviewer
+``similarity``    ``similar-to`` flags: students whose code is nearly the same
 ``preprocessors`` the nbgrader step that ties sandbox and verify together
 ``job``           one student's ``nbgrader autograde`` with that step
-``gradebook``     working copies, merging, the grade table
+``gradebook``     working copies, merging, the grade table and the per-exercise table
 ``autograde``     the whole run: expected evidence, students in parallel, atomic commit
-``report``        grades.csv and feedback from the gradebook
+``report``        grades.csv, exercises.csv and feedback from the gradebook
 ``cli``           the command line
 
 Student code is untrusted.  The threat model and what the sandbox does and

@@ -46,11 +46,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gradebook, scan, verify
+from . import gradebook, scan, similarity, verify
 from .course import (ASSIGNMENT, Course, GradingError, default_course_dir, escape, run_nbgrader, tail,
                      write_atomic)
 from .release import sync_gradebook
-from .report import generate_feedback, load_state, output_path, print_table, write_csv
+from .report import generate_feedback, load_state, output_path, print_table, write_csv, write_exercises
 from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
@@ -539,6 +539,8 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
     # refused folders: recorded for the table (and `report`), replaced on every run
     state = {sid: e for sid, e in state.items()
              if not (isinstance(e, dict) and str(e.get("status", "")).startswith("refused"))}
+    # students whose code is too alike: over this run and every student graded before
+    similarity.refresh(state, set(found) | set(state), released, assignment, sub_dir, course.autograded, results)
     for key, (why, flags) in (refused or {}).items():
         state[key] = {"fingerprint": "", "flags": list(flags), "status": why}
     write_atomic(course.flags_file, json.dumps(state, indent=1, sort_keys=True).encode("utf-8"))
@@ -551,6 +553,7 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
     out_path = output_path(course, output)
     write_csv(out_path, header, rows)
     print_table(header, rows)
+    write_exercises(course, assignment, header, rows, out_path)
     print(f"grades: {course.short(out_path)}; feedback: {course.short(course.feedback)}/"
           f"<student>/{assignment}/*.html; total {time.time() - t0:.0f} s")
     return out_path, results

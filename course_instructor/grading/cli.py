@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("report", parents=[common], help="feedback HTML and grades.csv again from the gradebook (after manual grading)")
     f.add_argument("--output", default="grades.csv")
     f.add_argument("--no-feedback", action="store_true")
+    f.add_argument("--submissions", default=None,
+                   help="folder of <student>/<assignment>/ submissions compared for similar-to flags "
+                        "(default: the config's, submitted/)")
 
     args = p.parse_args(argv)
     args.course_dir = getattr(args, "course_dir", None) or default_course_dir()
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"grading failed for: {', '.join(failed)} (their rows say why)", file=sys.stderr)
                 return 1
             return 0
-        report(args.course_dir, args.assignment, output=args.output, feedback=not args.no_feedback)
+        report(args.course_dir, args.assignment, output=args.output, feedback=not args.no_feedback,
+               submissions=args.submissions)
         return 0
     except GradingError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -53,6 +53,8 @@ class SandboxedExecute(NbGraderPreprocessor):
             finding["checks"][v.grade_id] = "passed" if v.passed else f"failed: {v.reason}"
             if v.silent_failure and not problems and run.ok:
                 finding["flags"].append(f"check-failed-silently:{v.grade_id}")
+            if v.malformed:
+                finding["flags"].append(f"malformed-evidence:{v.grade_id}")
         for gid in verdict.missing:
             finding["checks"][gid] = "failed: test cell missing"
         if run.truncated_cells:

@@ -44,7 +44,7 @@ _COMPILED = [(flag, re.compile(pat, re.M)) for flag, pat in PATTERNS]
 
 def _source(cell: dict) -> str:
     src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
+    return "".join(s for s in src if isinstance(s, str)) if isinstance(src, list) else str(src)
 
 
 def _meta(cell: dict) -> dict:
@@ -89,7 +89,7 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
     for cell in nb.get("cells", []):
         if not isinstance(cell, dict):
             continue
-        gid = _meta(cell).get("grade_id")
+        gid = _gid(cell)
         ref = released_by_id.get(gid)
         if gid:
             seen[gid] = seen.get(gid, 0) + 1
@@ -107,9 +107,7 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
             flags.append(f"locked-cell-edited:{gid}")
         if ref_meta.get("solution") and cell.get("cell_type") == "code":
             editable_code.append(_source(cell))
-    for gid, ref in released_by_id.items():
-        if _meta(ref).get("grade") and gid not in seen:
-            flags.append(f"graded-cell-deleted:{gid}")
+    flags += _plan(nb, released)[1]    # unknown grade_ids; deleted or stripped graded, solution and locked cells
     flags += [f"duplicate-cell:{gid}" for gid, n in seen.items() if n > 1]
     code = "\n".join(editable_code)
     flags += [flag for flag, rx in _COMPILED if rx.search(code)]
@@ -119,58 +117,166 @@ def scan_notebook(nb: dict, released: dict) -> list[str]:
     return flags
 
 
+def _gid(cell: dict) -> str | None:
+    """The cell's nbgrader grade_id if it is a non-empty string (a student may have put anything there)."""
+    gid = _meta(cell).get("grade_id")
+    return gid if isinstance(gid, str) and gid else None
+
+
+def escape_id(value, limit: int = 60) -> str:
+    """A student-controlled id as flag text: ``[A-Za-z0-9._-]`` kept, the rest %-escaped, cut to ``limit``."""
+    from urllib.parse import quote
+
+    if value is None:
+        return "(none)"
+    if not isinstance(value, str):
+        return f"({type(value).__name__})"
+    if not value:
+        return "(empty)"
+    text = quote(value[:limit * 4], safe="._-")
+    if len(text) <= limit and len(value) <= limit * 4:
+        return text
+    return re.sub(r"%[0-9A-F]?$", "", text[:limit]) + "..."
+
+
+def _plain(cell: dict) -> dict:
+    """``cell`` without nbgrader metadata: an ordinary cell, as if the student had added it."""
+    meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+    return {**cell, "metadata": {k: v for k, v in meta.items() if k != "nbgrader"}}
+
+
+def _with_role(cell: dict, ref: dict) -> dict:
+    """``cell`` with the released ``ref``'s type and nbgrader metadata (its own source)."""
+    cell = dict(cell)
+    cell["metadata"] = {**(cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}),
+                        "nbgrader": json.loads(json.dumps(ref["metadata"]["nbgrader"]))}
+    cell["cell_type"] = ref["cell_type"]
+    if ref["cell_type"] == "code":
+        cell.setdefault("outputs", [])
+        cell.setdefault("execution_count", None)
+    else:
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+    return cell
+
+
+#: A plain cell this close (difflib ratio of the lines) to a missing released cell, where it stood, is that cell.
+STRIPPED_SIMILARITY = 0.5
+
+
+def _find_stripped(cells: list[dict], ref: dict, lo: int, hi: int) -> int | None:
+    """Index of the plain cell that is ``ref`` with its nbgrader metadata removed, or None.
+
+    First a plain cell with ``ref``'s cell id (the release has stable ids;
+    anywhere in the notebook); else, between the released cells around it
+    (``lo`` < index < ``hi``), the plain cell of the same type whose lines are
+    most like ``ref``'s, if at least :data:`STRIPPED_SIMILARITY` alike.
+    """
+    import difflib
+
+    ref_id = ref.get("id")
+    if isinstance(ref_id, str) and ref_id:
+        for k, cell in enumerate(cells):
+            if cell.get("id") == ref_id and _gid(cell) is None:
+                return k
+    want = [line.strip() for line in _source(ref).splitlines() if line.strip()]
+    best, best_ratio = None, STRIPPED_SIMILARITY
+    for k in range(max(lo + 1, 0), min(hi, len(cells))):
+        cell = cells[k]
+        if cell.get("cell_type") != ref.get("cell_type") or _gid(cell) is not None:
+            continue
+        text = _source(cell)
+        if len(text) > 100_000:
+            continue
+        got = [line.strip() for line in text.splitlines() if line.strip()][:2000]
+        ratio = difflib.SequenceMatcher(None, want, got, autojunk=False).ratio()
+        if ratio >= best_ratio:
+            best, best_ratio = k, ratio
+    return best
+
+
+def _plan(nb: dict, released: dict) -> tuple[list[dict], list[str]]:
+    """The cells nbgrader should see for ``nb``, and the flags of what had to be restored.
+
+    * A cell with nbgrader metadata whose grade_id the release does not have
+      (or no string grade_id at all) becomes a plain cell (nbgrader would stop
+      on it): ``unknown-grade-id:<escaped id>``.
+    * Of cells sharing a grade_id only the last keeps it, as in nbgrader.
+    * Every cell with a released grade_id gets the released type and metadata.
+    * A released test, solution or locked code cell that is missing is found
+      again if the student only stripped its metadata (:func:`_find_stripped`):
+      a locked one is replaced by the released cell, so the student's version
+      never runs in its place (``locked-cell-stripped:<grade_id>``); a
+      solution cell keeps the student's source and gets its metadata back
+      (``cell-metadata-edited:<grade_id>``).  Otherwise the released cell is put
+      back after the released cell that preceded it (``graded-cell-deleted``,
+      ``locked-cell-deleted``; a missing solution cell returns as its stub,
+      unflagged).
+    """
+    ref_cells = [c for c in released.get("cells", []) if isinstance(c, dict) and _gid(c)]
+    by_id = {_gid(c): c for c in ref_cells}
+    flags: list[str] = []
+    given = []
+    for cell in nb.get("cells", []):
+        if not isinstance(cell, dict):
+            continue
+        meta = cell.get("metadata")
+        if isinstance(meta, dict) and "nbgrader" in meta and _gid(cell) not in by_id:
+            raw = meta["nbgrader"].get("grade_id") if isinstance(meta["nbgrader"], dict) else None
+            if raw is not None or _meta(cell).get("grade") or _meta(cell).get("solution") \
+                    or _meta(cell).get("locked") or _meta(cell).get("task"):
+                flags.append(f"unknown-grade-id:{escape_id(raw)}")
+            cell = _plain(cell)
+        given.append(cell)
+    last = {_gid(c): i for i, c in enumerate(given) if _gid(c)}
+    cells = []
+    for i, cell in enumerate(given):
+        gid = _gid(cell)
+        if gid and last[gid] != i:
+            cells.append(_plain(cell))    # a duplicate: as nbgrader does, the last copy counts
+        elif gid:
+            cells.append(_with_role(cell, by_id[gid]))
+        else:
+            cells.append(cell)
+    for i, ref in enumerate(ref_cells):
+        m = _meta(ref)
+        gid = m["grade_id"]
+        at = {g: k for k, c in enumerate(cells) if (g := _gid(c))}
+        if gid in at or not (m.get("grade") or m.get("solution") or (m.get("locked") and ref["cell_type"] == "code")):
+            continue
+        lo = next((at[_gid(p)] for p in reversed(ref_cells[:i]) if _gid(p) in at), -1)
+        hi = next((at[_gid(p)] for p in ref_cells[i + 1:] if _gid(p) in at), len(cells))
+        k = _find_stripped(cells, ref, lo, hi if hi > lo else len(cells))
+        if k is not None and m.get("locked"):
+            cells[k] = json.loads(json.dumps(ref))
+            flags.append(f"locked-cell-stripped:{gid}")
+        elif k is not None:
+            cells[k] = _with_role(cells[k], ref)
+            flags.append(f"cell-metadata-edited:{gid}")
+        else:
+            cells.insert(lo + 1, json.loads(json.dumps(ref)))
+            if m.get("grade"):
+                flags.append(f"graded-cell-deleted:{gid}")
+            elif m.get("locked"):
+                flags.append(f"locked-cell-deleted:{gid}")
+    return cells, flags
+
+
 def restore_structure(nb: dict, released: dict) -> dict:
     """``nb`` with the released copy's cell types and nbgrader metadata, and its deleted graded cells back.
 
     nbgrader restores the *sources* of locked cells from the gradebook, but a
     test cell whose metadata a student edited (``grade: false``, other points)
-    makes it stop with an error, and a deleted test cell is simply not scored.
+    makes it stop with an error, a cell with a grade_id it does not know
+    fails the whole notebook, a deleted test cell is simply not scored and a
+    locked cell whose metadata was removed runs as the student rewrote it.
     So before nbgrader sees a notebook, every cell with a released grade_id
-    gets the released type and metadata, and every released graded or
-    solution cell that is missing is put back after the cell that preceded it;
-    of cells sharing a grade_id only the last keeps it, as in nbgrader.
-    (The scan of the notebook as submitted has flagged all of it already.)
+    gets the released type and metadata, unknown grade_ids are removed, and
+    released graded, solution and locked code cells that are missing are put
+    back (:func:`_plan`).  (The scan of the notebook as submitted has flagged
+    all of it already.)
     """
-    ref_cells = [c for c in released.get("cells", []) if _meta(c).get("grade_id")]
-    by_id = {_meta(c)["grade_id"]: c for c in ref_cells}
-    given = [c for c in nb.get("cells", []) if isinstance(c, dict)]
-    last = {_meta(c).get("grade_id"): i for i, c in enumerate(given)}
-    cells = []
-    for i, cell in enumerate(given):
-        gid = _meta(cell).get("grade_id")
-        if gid and last.get(gid) != i:
-            # a duplicate: as nbgrader does, the last copy counts; this one becomes a plain cell
-            cell = {**cell, "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k != "nbgrader"}}
-            cells.append(cell)
-            continue
-        ref = by_id.get(gid)
-        if ref is not None:
-            cell = dict(cell)
-            cell["metadata"] = {**(cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}),
-                                "nbgrader": json.loads(json.dumps(ref["metadata"]["nbgrader"]))}
-            cell["cell_type"] = ref["cell_type"]
-            if ref["cell_type"] == "code":
-                cell.setdefault("outputs", [])
-                cell.setdefault("execution_count", None)
-            else:
-                cell.pop("outputs", None)
-                cell.pop("execution_count", None)
-        cells.append(cell)
-    present = {_meta(c).get("grade_id") for c in cells}
-    for i, ref in enumerate(ref_cells):
-        m = _meta(ref)
-        gid = m["grade_id"]
-        if gid in present or not (m.get("grade") or m.get("solution")):
-            continue
-        at = 0
-        for prev in reversed(ref_cells[:i]):
-            pos = [k for k, c in enumerate(cells) if _meta(c).get("grade_id") == _meta(prev)["grade_id"]]
-            if pos:
-                at = pos[0] + 1
-                break
-        cells.insert(at, json.loads(json.dumps(ref)))
-        present.add(gid)
-    return {**nb, "cells": cells}
+    return {**nb, "cells": _plan(nb, released)[0]}
 
 
 #: A submission's folder is walked up to this many entries (the rest is not looked at, and flagged).
