@@ -44,6 +44,10 @@ def users_python(user: str, folder: Path) -> str:
     ours = sysconfig.get_paths()["purelib"]
     (site / "course-env.pth").write_text(f"import site; site.addsitedir({ours!r})\n", encoding="utf-8")
     py = folder / "bin" / "python"
+    # Jupyter finds its extensions' configuration and files under sys.prefix: this environment's
+    for sub in ("etc/jupyter", "share/jupyter"):
+        (folder / sub).parent.mkdir(parents=True, exist_ok=True)
+        (folder / sub).symlink_to(Path(sys.prefix) / sub)
     for script in ("alembic", "jupyter", "nbgrader"):   # nbgrader runs `alembic` from PATH
         s = folder / "bin" / script
         s.write_text(f"#!/bin/sh\nexec {py} -m {script if script != 'jupyter' else 'jupyter_core.command'} \"$@\"\n")

@@ -70,14 +70,14 @@ def _grade_rows(db: Path) -> list[tuple]:
     con = sqlite3.connect(db)
     try:
         return con.execute(
-            "SELECT student.id, notebook.name, grade_cells.name, grade.auto_score, grade.manual_score, "
+            "SELECT student.id, notebook.name, base_cell.name, grade.auto_score, grade.manual_score, "
             "grade.extra_credit, grade.needs_manual_grade, submitted_assignment.timestamp "
             "FROM grade "
             "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
             "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
             "JOIN student ON submitted_assignment.student_id = student.id "
             "JOIN notebook ON submitted_notebook.notebook_id = notebook.id "
-            "JOIN grade_cells ON grade.cell_id = grade_cells.id "
+            "JOIN base_cell ON grade.cell_id = base_cell.id "
             "ORDER BY 1, 2, 3").fetchall()
     finally:
         con.close()

@@ -55,7 +55,7 @@ import pytest
 
 import netguard
 from browser_helpers import CHROMIUM, launch_chromium
-from grading_fixtures import NB1, student_notebook
+from grading_fixtures import NB1, source, student_notebook
 from hub_helpers import kill_user_processes, stop, tail, users_python, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -290,7 +290,8 @@ def test_a_term_on_jupyterhub(hub, browser):
     for user in STUDENTS:
         stamp = (course / "submitted" / user / ASSIGNMENT / "timestamp.txt").read_text().strip()
         assert stamp == times["collected"][user]["exchange"]
-    assert json.loads((course / "submitted" / "hubstu1" / ASSIGNMENT / NB1).read_text())["cells"] == solved["cells"]
+    collected = json.loads((course / "submitted" / "hubstu1" / ASSIGNMENT / NB1).read_text())
+    assert [source(c) for c in collected["cells"]] == [source(c) for c in solved["cells"]]
 
     t_grade = time.time()
     proc = subprocess.run([sys.executable, "-m", "course_instructor.grading", "--course-dir", str(course),
@@ -322,10 +323,10 @@ def test_a_term_on_jupyterhub(hub, browser):
     manual = None
     while time.time() < deadline:
         con = sqlite3.connect(course / "build" / "gradebook.db")
-        manual = con.execute("SELECT grade.manual_score FROM grade JOIN grade_cells ON grade.cell_id = grade_cells.id "
+        manual = con.execute("SELECT grade.manual_score FROM grade JOIN base_cell ON grade.cell_id = base_cell.id "
                              "JOIN submitted_notebook ON grade.notebook_id = submitted_notebook.id "
                              "JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id "
-                             "WHERE grade_cells.name = 'ex1-pad-tests' AND submitted_assignment.student_id = "
+                             "WHERE base_cell.name = 'ex1-pad-tests' AND submitted_assignment.student_id = "
                              "(SELECT id FROM student WHERE id = 'hubstu2')").fetchone()
         con.close()
         if manual and manual[0] == 1:
