@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -22,39 +21,33 @@ def reachable_by(user: str, path: str | os.PathLike) -> bool:
     return proc.returncode == 0
 
 
-def users_python(user: str, folder: Path) -> str:
-    """An interpreter of this environment that ``user`` can run.
+def users_python(user: str) -> tuple[str, list[tuple[Path, int]]]:
+    """This environment's interpreter, made runnable by ``user``; returns it and the modes to restore.
 
-    The project's own when its installation is readable by everyone (Debian's
-    python3 in CI); else (here: pyenv's Python under /root, 0700) a
-    virtual environment on the system's Python of the same version that sees
-    this environment's packages and this checkout (a .pth file).
+    In CI the interpreter is Debian's (/usr/bin) and nothing changes.  Where it
+    lies under a folder others cannot search (here: pyenv's Python under
+    /root, mode 0700), that folder gets search permission (o+x: enter, not
+    list) for the test; :func:`restore_modes` puts the old mode back.
     """
-    if reachable_by(user, os.path.realpath(sys.executable)):
-        return sys.executable
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-    if not system:
-        raise RuntimeError(f"{os.path.realpath(sys.executable)} is not reachable by {user} and there is no "
-                           f"system python{version}: install the venv from a system-wide Python")
-    folder = Path(folder)
-    subprocess.run([system, "-m", "venv", "--without-pip", str(folder)], check=True)
-    site = Path(subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    ours = sysconfig.get_paths()["purelib"]
-    (site / "course-env.pth").write_text(f"import site; site.addsitedir({ours!r})\n", encoding="utf-8")
-    py = folder / "bin" / "python"
-    # Jupyter finds its extensions' configuration and files under sys.prefix: this environment's
-    for sub in ("etc/jupyter", "share/jupyter"):
-        (folder / sub).parent.mkdir(parents=True, exist_ok=True)
-        (folder / sub).symlink_to(Path(sys.prefix) / sub)
-    for script in ("alembic", "jupyter", "nbgrader"):   # nbgrader runs `alembic` from PATH
-        s = folder / "bin" / script
-        s.write_text(f"#!/bin/sh\nexec {py} -m {script if script != 'jupyter' else 'jupyter_core.command'} \"$@\"\n")
-        s.chmod(0o755)
-    for p in folder.rglob("*"):
-        p.chmod(p.stat().st_mode | 0o044 | (0o011 if p.is_dir() else 0))
-    return str(py)
+    changed: list[tuple[Path, int]] = []
+    for target in (os.path.realpath(sys.executable), sys.executable):
+        if reachable_by(user, target):
+            continue
+        for folder in reversed(Path(target).parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                changed.append((folder, mode & 0o7777))
+                folder.chmod((mode & 0o7777) | 0o001)
+    for target in (os.path.realpath(sys.executable), sys.executable):
+        if not reachable_by(user, target):
+            restore_modes(changed)
+            raise RuntimeError(f"{target} is not runnable by {user}: install the environment from a system-wide Python")
+    return sys.executable, changed
+
+
+def restore_modes(changed: list[tuple[Path, int]]) -> None:
+    for folder, mode in reversed(changed):
+        folder.chmod(mode)
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:

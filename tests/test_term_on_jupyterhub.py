@@ -56,7 +56,7 @@ import pytest
 import netguard
 from browser_helpers import CHROMIUM, launch_chromium
 from grading_fixtures import NB1, source, student_notebook
-from hub_helpers import kill_user_processes, stop, tail, users_python, wait_http
+from hub_helpers import kill_user_processes, restore_modes, stop, tail, users_python, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -153,29 +153,33 @@ def hub(tmp_path_factory):
     (release_from / ASSIGNMENT).mkdir(parents=True)
     shutil.copy2(dist / "student" / "notebooks" / ASSIGNMENT / NB1, release_from / ASSIGNMENT / NB1)
     subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
-    python = users_python(STUDENTS[0], base / "users-python")
+    python, modes = users_python(STUDENTS[0])
     port = _three_free_ports()
     state = base / "state"
     exchange = base / "exchange"
-    _hub_cli(state, "setup", "--instructor", INSTRUCTOR, "--students", " ".join(STUDENTS),
-             "--exchange", str(exchange), "--course-dir", f"/home/{INSTRUCTOR}/rlhf-course",
-             "--course-src", str(src), "--release-from", str(release_from), "--student-lib", str(dist / "student"),
-             "--port", str(port), "--authenticator", "dummy", "--dummy-password", PASSWORD, "--python", python)
     log = base / "hub.log"
-    env = _hub_env()
-    with open(log, "wb") as fh:
-        hub_proc = subprocess.Popen([sys.executable, "-m", "course_instructor.hub", "--state-dir", str(state), "serve"],
-                                    stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=base, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    hub_proc = None
     try:
+        _hub_cli(state, "setup", "--instructor", INSTRUCTOR, "--students", " ".join(STUDENTS),
+                 "--exchange", str(exchange), "--course-dir", f"/home/{INSTRUCTOR}/rlhf-course",
+                 "--course-src", str(src), "--release-from", str(release_from), "--student-lib",
+                 str(dist / "student"), "--port", str(port), "--authenticator", "dummy",
+                 "--dummy-password", PASSWORD, "--python", python)
+        with open(log, "wb") as fh:
+            hub_proc = subprocess.Popen([sys.executable, "-m", "course_instructor.hub", "--state-dir", str(state),
+                                         "serve"], stdout=fh, stderr=subprocess.STDOUT, env=_hub_env(), cwd=base,
+                                        start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/hub/health", 90, hub_proc, log)
         yield {"url": url, "base": base, "state": state, "exchange": exchange, "log": log, "t0": t0,
                "course": Path(f"/home/{INSTRUCTOR}/rlhf-course"), "python": python}
     finally:
-        stop(hub_proc)
+        if hub_proc is not None:
+            stop(hub_proc)
         kill_user_processes([INSTRUCTOR, *STUDENTS])
         print(f"\n[hub log]\n{tail(log, 30)}")
         shutil.rmtree(base, ignore_errors=True)
+        restore_modes(modes)
 
 
 @pytest.fixture(scope="module")
