@@ -30,6 +30,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 from pathlib import Path
 
 from .settings import HubError, HubSettings, run_as
@@ -59,8 +60,7 @@ def inbound_submissions(inbound: Path, assignment: str) -> dict[str, list[dict]]
             owner = pwd.getpwuid(d.lstat().st_uid).pw_name
         except KeyError:
             owner = f"uid {d.lstat().st_uid}"
-        stamp = d / "timestamp.txt"
-        claimed = stamp.read_text(encoding="utf-8", errors="replace").strip() if stamp.is_file() else ""
+        claimed = _read_small(d / "timestamp.txt")
         found.setdefault(parts[0], []).append({"folder": d.name, "owner": owner, "ctime": newest_ctime(d),
                                                "claimed": claimed})
     for recs in found.values():
@@ -68,11 +68,46 @@ def inbound_submissions(inbound: Path, assignment: str) -> dict[str, list[dict]]
     return found
 
 
-def _same_tree(a: Path, b: Path, skip=("timestamp.txt", "submission_secret.txt")) -> bool:
-    names = lambda p: sorted(str(x.relative_to(p)) for x in p.rglob("*") if x.is_file() and x.name not in skip)  # noqa: E731
-    if names(a) != names(b):
+def _is_plain(p: Path) -> bool:
+    """A regular file, not a link (the student's folder may hold links to anything, FIFOs, devices)."""
+    try:
+        return stat.S_ISREG(p.lstat().st_mode)
+    except OSError:
         return False
-    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in names(a))
+
+
+def _read_small(p: Path, limit: int = 200) -> str:
+    if not _is_plain(p):
+        return ""
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit).decode("utf-8", "replace").strip()
+
+
+def _plain_files(folder: Path, skip=()) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(folder):          # os.walk does not follow links to folders
+        for n in files:
+            p = Path(root) / n
+            if n not in skip and _is_plain(p):
+                out.append(str(p.relative_to(folder)))
+    return sorted(out)
+
+
+def _same_tree(a: Path, b: Path, skip=("timestamp.txt", "submission_secret.txt")) -> bool:
+    names = _plain_files(a, skip)
+    if names != _plain_files(b, skip):
+        return False
+    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+
+
+def _copy_plain(src: Path, dest: Path) -> None:
+    """Only the regular files of ``src`` (links, FIFOs and devices are left behind)."""
+    for rel in _plain_files(src):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(src / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fin, open(dest / rel, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
 
 
 def collect(s: HubSettings) -> dict:
@@ -100,7 +135,8 @@ def collect(s: HubSettings) -> dict:
         src = inbound / best["folder"]
         if not dest.is_dir() or not _same_tree(src, dest):
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(src, dest, symlinks=True)
+            dest.mkdir(parents=True)
+            _copy_plain(src, dest)
         when = format_time(best["ctime"])
         (dest / "timestamp.txt").write_text(when + "\n", encoding="utf-8")
         # nbgrader's key to the student's feedback: kept aside, out of what the grader sees (it is
