@@ -510,22 +510,39 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
         for res in pool.map(one, todo):
             results[res.student] = res
 
-    # ---- commit: gradebook (one rename), autograded folders, flags, feedback, table ----
-    for sid, _ in sorted(todo):
+    items = [(sid, stage_dir(run_dir, sid) / "gradebook.db", stage_dir(run_dir, sid) / "autograded" / sid / assignment)
+             for sid, _ in sorted(todo)]
+    out_path = commit(course, assignment, work_db, items, results, state, sub_dir=sub_dir, found=found,
+                      everyone=everyone, released=released, refused=refused, output=output, feedback=feedback)
+    print(f"grades: {course.short(out_path)}; feedback: {course.short(course.feedback)}/"
+          f"<student>/{assignment}/*.html; total {time.time() - t0:.0f} s")
+    return out_path, results
+
+
+def commit(course: Course, assignment: str, work_db: Path, items: list[tuple[str, Path, Path]],
+           results: dict[str, StudentResult], state: dict, *, sub_dir: Path, found: list[str], everyone: list[str],
+           released: dict[str, dict], refused: dict | None, output, feedback: bool) -> Path:
+    """The end of a grading run (one machine's, or the merge of several shards'); returns the table's path.
+
+    ``items``: ``(student, the gradebook holding their rows, their autograded
+    folder)`` for each student graded now.  Their rows go into ``work_db``,
+    which then replaces the gradebook in one rename; the autograded folders are
+    moved into place, the flags (similarity included) recorded, feedback
+    generated, and ``grades.csv`` and ``exercises.csv`` written atomically.
+    A failure on one student becomes that student's row only.
+    """
+    for sid, student_db, graded in items:
         res = results[sid]
-        graded = stage_dir(run_dir, sid) / "autograded" / sid / assignment
         try:
             if res.ok and any(graded.glob("*.ipynb")):
-                gradebook.merge_submission(stage_dir(run_dir, sid) / "gradebook.db", work_db, assignment, sid,
-                                           course.course_id)
+                gradebook.merge_submission(student_db, work_db, assignment, sid, course.course_id)
             elif res.ok:
                 record_without_notebooks(work_db, course, assignment, sid)
         except Exception as e:
             res.status = _grader_error(course, sid, "recording the grades", e)
     gradebook.commit(course, work_db)
-    for sid, _ in sorted(todo):
+    for sid, _, graded in items:
         res = results[sid]
-        graded = stage_dir(run_dir, sid) / "autograded" / sid / assignment
         final = course.autograded / sid / assignment
         try:
             if res.ok and any(graded.glob("*.ipynb")):
@@ -554,6 +571,4 @@ def _run(course, assignment, sub_dir, everyone, found, force, output, feedback, 
     write_csv(out_path, header, rows)
     print_table(header, rows)
     write_exercises(course, assignment, header, rows, out_path)
-    print(f"grades: {course.short(out_path)}; feedback: {course.short(course.feedback)}/"
-          f"<student>/{assignment}/*.html; total {time.time() - t0:.0f} s")
-    return out_path, results
+    return out_path
