@@ -45,13 +45,19 @@ def test_shard_split_is_a_partition_and_stable():
 
 
 def _course(root: Path) -> Path:
-    """A course whose assignment is notebook 1 only, with the three submissions."""
+    """A course whose assignment is notebook 1 only."""
     for folder in ("solutions", "notebooks"):
         (root / folder / ASSIGNMENT).mkdir(parents=True)
         shutil.copy2(REPO / folder / ASSIGNMENT / NB1, root / folder / ASSIGNMENT / NB1)
     shutil.copy2(REPO / "nbgrader_config.py", root)
+    return root
+
+
+def _submissions(root: Path) -> Path:
+    """The three submissions, collected once: both courses grade this same folder (its files' times are
+    the submission times, so a copy would be a later collection)."""
     for sid, solved in STUDENTS.items():
-        folder = root / "submitted" / sid / ASSIGNMENT
+        folder = root / sid / ASSIGNMENT
         write_nb(folder / NB1, student_notebook(NB1, solved))
         (folder / "timestamp.txt").write_text(STAMP[sid] + "\n", encoding="utf-8")
     return root
@@ -85,16 +91,17 @@ def _grade_rows(db: Path) -> list[tuple]:
 
 @pytest.mark.slow
 def test_two_shards_merged_equal_one_run(tmp_path):
+    submitted = str(_submissions(tmp_path / "submitted"))
     one = _course(tmp_path / "one")
     t0 = time.time()
-    _grading(one, "autograde", "--submissions", "submitted", "--jobs", "2", "--timeout", "60")
+    _grading(one, "autograde", "--submissions", submitted, "--jobs", "2", "--timeout", "60")
     one_seconds = time.time() - t0
 
     two = _course(tmp_path / "two")
     # the solutions' evidence computed by run one (a cache keyed by the sources, not by the folder)
     shutil.copytree(one / "build" / "grading-cache", two / "build" / "grading-cache")
     t0 = time.time()
-    procs = [_grading(two, "autograde", "--submissions", "submitted", "--shard", f"{i}/2", "--jobs", "1",
+    procs = [_grading(two, "autograde", "--submissions", submitted, "--shard", f"{i}/2", "--jobs", "1",
                       "--timeout", "60", wait=False) for i in (1, 2)]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
