@@ -40,7 +40,7 @@ from . import gradebook, scan, verify
 from .course import ASSIGNMENT, Course, GradingError, default_course_dir, run_nbgrader, tail, write_atomic
 from .release import sync_gradebook
 from .report import generate_feedback, load_state, output_path, print_table, write_csv
-from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
+from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env, memory_mechanism
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
 DEFAULT_STUDENT_TIMEOUT = 3600    # seconds for one student's whole autograde (last resort)
@@ -311,6 +311,7 @@ def autograde(course_dir: str | os.PathLike | None = None, submissions: str | os
     course.source_notebooks(assignment)  # clear error if the assignment does not exist
     if sandbox:
         check_sandbox()
+        print(f"memory limit: {memory_mechanism()}", flush=True)
     else:
         print("WARNING: --no-sandbox: student code runs with your rights, unisolated "
               "(only for trusted submissions)", file=sys.stderr, flush=True)
