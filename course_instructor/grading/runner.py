@@ -47,9 +47,12 @@ test cells:
   event callbacks (``pre_execute``, ``pre_run_cell``, ``post_run_cell``,
   ``post_execute``, ...), ``sys.settrace``/``sys.setprofile`` and
   ``threading.settrace``/``setprofile``, ``sys.displayhook`` and IPython's
-  display hook, trap, publisher and formatter, ``sys.stdout``/``stderr``/
-  ``excepthook``, custom exception handlers, and instance attributes that hide
-  a method of the shell (``ip.run_cell = ...``, ``ip.transform_cell = ...``).
+  display hook, trap, publisher and formatter, ``sys.stdout``/``stderr``, and
+  instance attributes that hide a method of the shell (``ip.run_cell = ...``,
+  ``ip.transform_cell = ...``).  How errors are *shown* (``set_custom_exc``,
+  ``showtraceback``) is left alone on purpose: errors do not decide scores,
+  and a test cell whose check fails while it shows no error is flagged
+  (``check-failed-silently``).
   The reset function lives in a closure with its own copy of the builtins,
   under an unguessable name in IPython's hidden namespace, and is called from
   ``user_expressions`` (evaluated outside ``run_cell``, its transformers and
@@ -103,8 +106,6 @@ def make(ip, secret):
         ("display_pub", ip, "display_pub", ip.display_pub),
         ("display_formatter", ip, "display_formatter", ip.display_formatter),
         ("sys.stdout", sys, "stdout", sys.stdout), ("sys.stderr", sys, "stderr", sys.stderr),
-        ("sys.excepthook", sys, "excepthook", sys.excepthook),
-        ("custom_exceptions", ip, "custom_exceptions", ip.custom_exceptions),
         ("sys.settrace", sys, "settrace", settrace), ("sys.setprofile", sys, "setprofile", setprofile),
         ("threading.settrace", threading, "settrace", th_settrace),
         ("threading.setprofile", threading, "setprofile", th_setprofile),
@@ -115,6 +116,10 @@ def make(ip, secret):
         ("ast_transformers", ip, "ast_transformers"))]
     saved_callbacks = {name: tuple(cbs) for name, cbs in callbacks.items()}
     instance = dict(vars(ip))
+    # how errors are shown is left alone: errors do not decide scores (the evidence does), and a test
+    # cell that fails while showing no error is itself flagged (check-failed-silently)
+    error_display = {"CustomTB", "showtraceback", "_showtraceback", "showsyntaxerror", "showindentationerror",
+                     "set_custom_exc", "excepthook"}
 
     def same(current, items):
         return type(current) is list and len(current) == len(items) and all(a is b for a, b in zip(current, items))
@@ -165,7 +170,7 @@ def make(ip, secret):
                 note("events-unrestorable")
         for name in set(vars(ip)) | set(instance):
             try:
-                if not callable(getattr(shell_cls, name, None)):
+                if name in error_display or not callable(getattr(shell_cls, name, None)):
                     continue                       # not a method of the shell's class
                 if name not in instance:
                     if name in vars(ip):
