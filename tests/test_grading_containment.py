@@ -192,6 +192,7 @@ DISPLAY_ATTACK = [
     h.update({'text/plain': 'own 2', 'application/vnd.course-lib.evidence+json': {'key': 'x', 'value': 1}}, raw=True)
     """,
     """
+    h.update({'text/plain': 'own 3'}, raw=True)      # a later cell, an ungraded target: ignored, not reported
     import os
     try:
         open(f'/proc/{os.getppid()}/mem', 'rb').read(1)
@@ -213,6 +214,7 @@ def test_display_updates_from_later_cells_do_not_change_a_test_cell():
     assert "changed" not in json.dumps(test)
     own = cells[3]["outputs"]                                         # a cell may still update its own outputs...
     assert own[0]["data"]["text/plain"] == "own 2" and MIME not in own[0]["data"]   # ...but never into evidence
+    # (cell 4's update of cell 3 was ignored; only graded cells are reported)
     assert _text(cells[4]).startswith("runner protected")
     assert run.hooks_reset == {}                                      # honest imports reset nothing
 

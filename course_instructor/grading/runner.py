@@ -33,9 +33,11 @@ test cells:
 * Display ids: an ``update_display_data`` (or a display with an id) changes
   only outputs of the cell now running.  A student function called in a test
   cell can reserve a display id there (``display(..., display_id=True)``) and a
-  later cell could rewrite that output with ``update_display``: such updates of
-  other cells' outputs are ignored and reported (``late_display_updates``: the
-  cells whose outputs a later cell tried to change).  Evidence outputs (MIME
+  later cell could rewrite that output with ``update_display``: updates of
+  other cells' outputs are ignored, and reported where the target is a graded
+  cell (``late_display_updates``: the graded cells whose outputs a later cell
+  tried to change; an honest progress display updated from a later cell just
+  stops changing, unreported).  Evidence outputs (MIME
   ``application/vnd.course-lib.evidence+json``) are never registered under a
   display id and no update can add that MIME type: evidence comes only from
   display messages sent while its cell ran.
@@ -240,7 +242,8 @@ def _make_client_class():
             if not mapping:
                 return
             others = [c for c, indices in mapping.items() if c != self._cell_index and indices]
-            self.late_updates.update(others)
+            # ignored for every other cell; reported where it matters: cells nbgrader grades
+            self.late_updates.update(c for c in others if c < len(self.nb.cells) and _is_graded(self.nb.cells[c]))
             own = mapping.get(self._cell_index)
             if not own:
                 return
@@ -419,6 +422,11 @@ def _is_test_cell(cell) -> bool:
     """A hidden/visible test cell of nbgrader: graded, not a solution (its source comes from the gradebook)."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return isinstance(meta, dict) and meta.get("grade") is True and not meta.get("solution", False)
+
+
+def _is_graded(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return isinstance(meta, dict) and meta.get("grade") is True
 
 
 def _not_dumpable() -> bool:
