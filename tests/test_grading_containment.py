@@ -69,7 +69,7 @@ def test_a_cell_that_ignores_the_interrupt_is_killed_and_fails_alone():
     assert "CellTimeoutError" in _text(cells[1]) and "fresh kernel" in _text(cells[1])
     assert run.timed_out_cells == [1] and run.restarted_after == [1]
     assert _text(cells[2]) == "fresh kernel: True\n"                 # later cells run, in a new kernel
-    assert _text(cells[3]) == "test cell 4\n"
+    assert _text(cells[3]) == "test cell 4\n" and run.hooks_reset == {}   # the fresh kernel got its reset too
 
 
 def test_a_cell_that_honours_the_interrupt_keeps_its_kernel():

@@ -70,7 +70,10 @@ or ipykernel's *classes* (``type(get_ipython()).run_cell = ...``), the kernel's
 message handlers, the builtins the reset request itself goes through, or that
 finds the reset function (it is reachable, e.g. through ``gc``) and replaces or
 reads it, can still interfere with a test cell; a global trace function sees
-the reset function's own first frame.  None of that forges a score: the grader
+the reset function's own first frame; a Jupyter Output widget (comm
+messages) can capture a test cell's outputs into the widget's state (the
+evidence is then missing: the cell fails, it is not forged); the kernel's own
+session can be patched to forge replies.  None of that forges a score: the grader
 compares the evidence's *values* with the solution's outside the sandbox, which
 needs the work done; these defences make the test cells run as written and
 leave traces for a human.
