@@ -69,7 +69,9 @@ What remains (documented residual risks): student code that patches IPython's
 or ipykernel's *classes* (``type(get_ipython()).run_cell = ...``), the kernel's
 message handlers, the builtins the reset request itself goes through, or that
 finds the reset function (it is reachable, e.g. through ``gc``) and replaces or
-reads it, can still interfere with a test cell; a global trace function sees
+reads it, can still interfere with a test cell; so can a thread the student's
+code left running, which may put a hook back between the reset and the test
+cell (the reset is a snapshot, not a lock); a global trace function sees
 the reset function's own first frame; a Jupyter Output widget (comm
 messages) can capture a test cell's outputs into the widget's state (the
 evidence is then missing: the cell fails, it is not forged); the kernel's own
