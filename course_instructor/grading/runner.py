@@ -60,7 +60,10 @@ test cells:
   ``user_expressions`` (evaluated outside ``run_cell``, its transformers and
   events).  Its answer carries a secret only the closure knows; what it had to
   reset is reported (``hooks_reset``), and ``reset-failed`` when no valid answer
-  came (the student's code broke the request itself).
+  came (the student's code broke the request itself).  Transformers and event
+  callbacks whose code lives in the read-only Python installation (matplotlib
+  registers a ``post_execute`` draw when it first plots) are removed too, but
+  not reported: honest notebooks raise no flag.
 * The runner itself: it is made non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``) at
   its start, so the kernel, under the same user id, can neither ptrace it nor
   read or write its ``/proc/<pid>/mem``.
@@ -97,7 +100,27 @@ EVIDENCE_MIME = "application/vnd.course-lib.evidence+json"   # course_lib.eviden
 #: ``"<secret>|what,what,..."``.
 KERNEL_RESET_SOURCE = r"""
 def make(ip, secret):
-    import sys, threading
+    import importlib.util, os, site, sys, threading
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    spec = importlib.util.find_spec("course_lib")
+    if spec is not None:
+        roots.update(spec.submodule_search_locations or [])
+    roots = tuple(os.path.realpath(r) + os.sep for r in roots)
+    modules, realpath = sys.modules, os.path.realpath
+
+    def from_library(obj):                 # defined in the read-only Python installation (matplotlib, ...)
+        fn = getattr(obj, "__func__", obj)
+        code = getattr(fn, "__code__", None)
+        origin = code.co_filename if code is not None else \
+            getattr(modules.get(getattr(type(obj), "__module__", ""), None), "__file__", None)
+        return isinstance(origin, str) and realpath(origin).startswith(roots)
+
+    def added_by_student(current, items):
+        try:
+            return any(not any(x is y for y in items) and not from_library(x) for x in current)
+        except Exception:
+            return True
+
     settrace, setprofile, gettrace, getprofile = sys.settrace, sys.setprofile, sys.gettrace, sys.getprofile
     th_settrace, th_setprofile = threading.settrace, threading.setprofile
     shell_cls = type(ip)
@@ -161,18 +184,23 @@ def make(ip, secret):
             try:
                 current = getattr(owner, attr)
                 if not same(current, items):
+                    student = type(current) is not list or added_by_student(current, items) or len(current) < len(items)
                     if type(current) is list:
                         current[:] = items
                     if not same(getattr(owner, attr), items):
                         setattr(owner, attr, list(items))
-                    note(what)
+                    if student:
+                        note(what)
             except Exception:
                 note(what + "-unrestorable")
         for name, items in saved_callbacks.items():
             try:
-                if not same(callbacks.get(name), items):
+                current = callbacks.get(name)
+                if not same(current, items):
+                    student = type(current) is not list or added_by_student(current, items) or len(current) < len(items)
                     callbacks[name] = list(items)
-                    note("events." + name)
+                    if student:                    # a library's own callback is removed, not reported
+                        note("events." + name)
             except Exception:
                 note("events-unrestorable")
         for name in set(vars(ip)) | set(instance):
