@@ -131,6 +131,10 @@ def test_the_mechanism_in_force_is_reported():
     assert text.startswith("6.0 GiB per sandbox")
     if os.geteuid() == 0 and sandbox._cgroup_mounts()[0] is not None:
         assert "cgroup v1" in text                                   # this machine: root, cgroup v1 memory
+        stale = sandbox._cgroup_mounts()[0] / "course-grading" / "uid1-999999999-1"   # its grader was killed
+        stale.mkdir()
+        sandbox.memory_mechanism()
+        assert not stale.exists()                                    # swept by the next grader
     forced = sandbox.MemoryGuard(1 << 30, "test", prefer="watchdog")
     assert forced.mechanism == "watchdog" and forced.wrap(["true"]) == ["true"]
     assert forced.finish()["mechanism"] == "watchdog"

@@ -364,6 +364,16 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _sweep(parent: Path) -> None:
+    """Remove empty cgroups of graders that were killed before they could (``<key>-<pid>-<n>``, pid gone)."""
+    for leaf in parent.iterdir():
+        parts = leaf.name.rsplit("-", 2)
+        if leaf.is_dir() and len(parts) == 3 and parts[1].isdigit() and not Path(f"/proc/{parts[1]}").exists():
+            if not _read(leaf / "cgroup.procs").strip():
+                with contextlib.suppress(OSError):
+                    leaf.rmdir()
+
+
 class MemoryWatchdog(threading.Thread):
     """Fallback limit: sum the memory of ``root`` and its descendants; over ``limit``, kill the largest.
 
@@ -442,6 +452,7 @@ class MemoryGuard:
             return False
         parent = v1 / "course-grading"
         parent.mkdir(exist_ok=True)
+        _sweep(parent)
         leaf = parent / name
         if leaf.exists():
             leaf.rmdir()
@@ -462,6 +473,7 @@ class MemoryGuard:
             return False
         parent = v2 / "course-grading"
         parent.mkdir(exist_ok=True)
+        _sweep(parent)
         for folder in (v2, parent):      # fails (EBUSY) where the grader's own cgroup holds processes
             if "memory" not in _read(folder / "cgroup.subtree_control").split():
                 (folder / "cgroup.subtree_control").write_text("+memory")
