@@ -51,7 +51,7 @@ from .course import (ASSIGNMENT, Course, GradingError, default_course_dir, escap
                      write_atomic)
 from .release import sync_gradebook
 from .report import generate_feedback, load_state, output_path, print_table, write_csv, write_exercises
-from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env
+from .sandbox import DEFAULT_UID_BASE, Limits, check_sandbox, execute_notebook, grading_env, memory_mechanism
 
 DEFAULT_CELL_TIMEOUT = 120        # seconds per cell (as in nbgrader_config.py)
 DEFAULT_STUDENT_TIMEOUT = 3600    # seconds for one student's whole autograde (last resort)
@@ -428,6 +428,7 @@ def autograde(course_dir: str | os.PathLike | None = None, submissions: str | os
     check_library(course, assignment)
     if sandbox:
         check_sandbox()
+        print(f"memory limit: {memory_mechanism()}", flush=True)
     else:
         print("WARNING: --no-sandbox: student code runs with your rights, unisolated "
               "(only for trusted submissions)", file=sys.stderr, flush=True)
