@@ -257,3 +257,14 @@ def test_the_released_notebooks_with_a_setup_cell_stripped():
         flags = scan.scan_notebook(nb, released)     # (its code is scanned like any cell a student wrote)
         assert [f for f in flags if ":" in f] == [f"locked-cell-stripped:{gid}"], flags
         assert scan.restore_structure(nb, released) == released
+
+
+def test_an_int_too_long_for_python_in_the_reply_fails_only_its_cell():
+    """The sandbox's reply is parsed with a cap on int length: a 5,000-digit int becomes a malformed value."""
+    import json
+
+    from course_instructor.grading.sandbox import _parse_int
+    from course_instructor.grading.verify import malformed
+
+    reply = json.loads('{"value": ' + "7" * 5000 + ', "ok": 12}', parse_int=_parse_int)
+    assert reply["ok"] == 12 and malformed(reply["value"])
