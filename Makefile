@@ -106,6 +106,8 @@ grade: $(STAMP)
 # nbgrader 0.9 ships the formgrader twice: a server extension (pages under /formgrader) and a
 # JupyterLab extension (menu Nbgrader > Formgrader, a tab showing those pages). pip enables both
 # inside the venv; enabling them again here is idempotent and touches only the venv (--sys-prefix).
+# course_instructor.grading.formgrader_csp serves the Formgrader's pages under a strict
+# Content-Security-Policy (student content renders there, in your logged-in session).
 # JupyterLab opens with the Formgrader tab (/lab?formgrader=true: a route of nbgrader's extension;
 # --ServerApp.default_url is overridden by JupyterLab's own). nbgrader runs `alembic` from PATH
 # when it creates build/gradebook.db, hence the venv's bin on PATH. As root (containers) Jupyter
@@ -116,6 +118,8 @@ formgrader: $(STAMP)
 		|| { echo "could not enable nbgrader's formgrader server extension" >&2; exit 1; }
 	@$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 \
 		|| { echo "could not enable nbgrader's JupyterLab extension" >&2; exit 1; }
+	@$(BIN)/jupyter server extension enable --sys-prefix course_instructor.grading.formgrader_csp >/dev/null 2>&1 \
+		|| { echo "could not enable the Formgrader's Content-Security-Policy (course_instructor.grading.formgrader_csp)" >&2; exit 1; }
 	@echo "Formgrader: JupyterLab opens on its Formgrader tab (also: menu Nbgrader > Formgrader, or <server URL>/formgrader)."
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --LabApp.default_url='/lab?formgrader=true' \
 		$(if $(filter 0,$(shell id -u)),--allow-root)

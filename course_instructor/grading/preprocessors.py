@@ -14,7 +14,7 @@ from traitlets import Bool, Int, Unicode
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from . import verify
+from . import render, verify
 from .sandbox import DEFAULT_UID_BASE, Limits, execute_notebook
 
 
@@ -59,6 +59,8 @@ class SandboxedExecute(NbGraderPreprocessor):
                 finding["flags"].append(f"malformed-evidence:{v.grade_id}")
         for gid in verdict.missing:
             finding["checks"][gid] = "failed: test cell missing"
+        if render.sanitize_notebook(trusted):     # what the Formgrader and the feedback will render
+            finding["flags"].append("active-content")
         if run.truncated_cells:
             finding["flags"].append("output-bomb")
         if run.timed_out_cells:

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import similarity
 from .course import ASSIGNMENT, Course, default_course_dir, run_nbgrader, strip_controls, tail, write_atomic
 from .gradebook import exercise_table, grade_table
+from .render import protect_feedback
 
 
 def load_state(course: Course) -> dict:
@@ -105,9 +106,15 @@ def print_table(header: list[str], rows: list[list]) -> None:
 
 
 def generate_feedback(course: Course, assignment: str) -> tuple[int, str]:
-    """HTML feedback for every autograded student: ``feedback/<student>/<assignment>/*.html``."""
-    return run_nbgrader(course, ["generate_feedback", assignment, "--force"],
-                        log=course.logs / "_feedback.log")
+    """HTML feedback for every autograded student: ``feedback/<student>/<assignment>/*.html``.
+
+    Student content in it was sanitised when rendered (:class:`.render.SanitizeNotebook`); each page
+    also gets :data:`.render.FEEDBACK_CSP` (no script, nothing fetched from elsewhere).
+    """
+    code, out = run_nbgrader(course, ["generate_feedback", assignment, "--force"],
+                             log=course.logs / "_feedback.log")
+    protect_feedback(course.feedback)       # a Content-Security-Policy in every page, whatever the exit code
+    return code, out
 
 
 def output_path(course: Course, output: str | os.PathLike) -> Path:
