@@ -274,7 +274,9 @@ def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": HOME, "USER": "student", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "TMPDIR": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{HOME}/.matplotlib",
+        # matplotlib's inline backend (headless): plots become image outputs the Formgrader shows
+        "TMPDIR": "/tmp", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "MPLCONFIGDIR": f"{HOME}/.matplotlib",
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "IPYTHONDIR": f"{HOME}/.ipython",
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
         # one thread per kernel: the same floating-point results in every run, serial or parallel
