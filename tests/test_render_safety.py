@@ -256,6 +256,9 @@ def test_markdown_output_other_mimes_and_metadata():
     assert out["data"] == {"image/png": PNG, "text/plain": "fig"}
     assert out["metadata"] == {"image/png": {"width": 100}}
     assert render.sanitize_output(display({"application/javascript": "x"})) == (None, True)
+    # a widget (tqdm's bar, the lab's own) is dropped without a finding: its text/plain stays
+    widget = display({"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "HBox()"})
+    assert render.sanitize_output(widget) == (display({"text/plain": "HBox()"}), False)
 
 
 def test_evidence_streams_and_errors_are_untouched():

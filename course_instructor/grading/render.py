@@ -264,8 +264,8 @@ def _clean_metadata(meta) -> dict:
 
 _STYLE_SHEET = re.compile(r"(?is)<style\b[^>]*>.*?</style\s*>")   # pandas' tables and matplotlib's SVG have one
 _SVG_PREAMBLE = re.compile(r"(?is)<\?xml.*?\?>|<!DOCTYPE[^>]*>|<metadata\b.*?</metadata\s*>")
-ACTIVE_MIME = ("application/javascript", "text/javascript", "application/x-javascript",
-               "application/vnd.jupyter.widget-state+json", "application/vnd.jupyter.widget-view+json")
+SCRIPT_MIME = ("application/javascript", "text/javascript", "application/x-javascript", "application/ecmascript",
+               "text/ecmascript")
 
 
 def sanitize_output(out) -> tuple[dict | None, bool]:
@@ -296,7 +296,7 @@ def sanitize_output(out) -> tuple[dict | None, bool]:
         elif mime in _IMAGES and _valid_base64(value):
             clean[mime] = value
         else:                       # JavaScript, widgets, PDF, unknown or malformed: dropped
-            changed |= mime in ACTIVE_MIME or mime in _IMAGES or mime.startswith("text/")
+            changed |= mime in SCRIPT_MIME or mime in _IMAGES     # widgets (tqdm, the lab's) are not findings
     meta = _clean_metadata(out.get("metadata"))
     if not clean:
         return None, True
