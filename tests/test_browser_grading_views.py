@@ -137,12 +137,10 @@ def graded(tmp_path_factory):
 class FormgraderServer(LabServer):
     """JupyterLab with nbgrader's Formgrader and the course's CSP extension, as `make formgrader` enables them."""
 
-    EXTENSIONS = {"nbgrader.server_extensions.formgrader": True,
-                  "course_instructor.grading.formgrader_csp": True}
-
-    def __init__(self, root_dir: Path, workdir: Path):
+    def __init__(self, root_dir: Path, workdir: Path, csp: bool = True):
+        extensions = {"nbgrader.server_extensions.formgrader": True, "course_instructor.grading.formgrader_csp": csp}
         super().__init__(root_dir, workdir, extra_args=tuple(
-            f"--ServerApp.jpserver_extensions={name}={enabled}" for name, enabled in self.EXTENSIONS.items()))
+            f"--ServerApp.jpserver_extensions={name}={enabled}" for name, enabled in extensions.items()))
 
     def _env(self) -> dict:
         env = super()._env()
@@ -344,3 +342,62 @@ def test_feedback_page_is_inert(graded, server, page, where):
         assert marker in text, marker
     plot = page.locator("img[src^='data:image/png']")
     assert plot.count() >= 1 and plot.first.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+# ---- the Content-Security-Policy alone ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def unsanitised_course(graded, tmp_path_factory):
+    """A copy of the graded course with the sanitiser out of the way: the render-time preprocessor
+    switched off in its nbgrader_config.py and mallory's raw payloads put back into her autograded
+    notebook (a markdown cell and an HTML output), as an autograded notebook from before this
+    protection would hold them.  Only the Formgrader's Content-Security-Policy is left."""
+    course = tmp_path_factory.mktemp("csp-only") / "course"
+    shutil.copytree(graded["course"], course, symlinks=True)
+    cfg = course / "nbgrader_config.py"
+    text = cfg.read_text(encoding="utf-8")
+    off = text.replace('c.HTMLExporter.preprocessors = ["course_instructor.grading.render.SanitizeNotebook"]',
+                       "c.HTMLExporter.preprocessors = []")
+    off = off.replace("c.HTMLExporter.sanitize_html = True", "c.HTMLExporter.sanitize_html = False")
+    assert off.count("c.HTMLExporter.preprocessors = []") == 1 and "sanitize_html = False" in off
+    cfg.write_text(off, encoding="utf-8")
+    path = course / "autograded" / "mallory" / ASSIGNMENT / NB1
+    nb = load(path)
+    notes = next(c for c in nb["cells"] if c.get("id") == "mallory-notes")
+    notes["source"] = MARKDOWN_PAYLOAD
+    ex1 = next(c for c in nb["cells"] if meta(c).get("grade_id") == "ex1-pad-solution")
+    ex1["outputs"].append({"output_type": "display_data", "metadata": {}, "data": {
+        "text/html": f"<img src=\"x\" onerror=\"{js('raw-out-img')}\"><script>{js('raw-out-script')}</script>"}})
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    return course
+
+
+def open_submission(page, server, course: Path):
+    log_in(page, server)
+    rec = Recorder(page)
+    response = page.goto(f"{server.base}/formgrader/submissions/{submission_id(course, 'mallory')}/")
+    page.locator("#notebook").first.wait_for()
+    page.wait_for_timeout(2500)
+    return rec, response
+
+
+@pytest.mark.parametrize("csp", [False, True], ids=["control-without-csp", "with-csp"])
+def test_csp_alone_stops_what_the_sanitiser_would_miss(unsanitised_course, tmp_path_factory, browser, page, csp):
+    course = unsanitised_course
+    before = grades_of(course, "mallory")
+    srv = FormgraderServer(course, tmp_path_factory.mktemp("csp-only-state"), csp=csp)
+    try:
+        srv.start()
+        rec, response = open_submission(page, srv, course)
+        assert page.locator("#notebook script, #notebook img[onerror]").count() > 0   # the payloads are there
+        flags = pwned_flags(page)
+        if not csp:           # the control: the payloads are live in this page
+            assert {"md-script", "md-img"} <= set(flags), flags
+            return
+        assert "script-src 'self'" in response.headers.get("content-security-policy", "")
+        assert flags == []
+        assert rec.suspicious() == [], rec.suspicious()
+        assert any("Content Security Policy" in c for c in rec.console), rec.console
+        assert no_pwned_files(course) == []
+        assert grades_of(course, "mallory") == before
+    finally:
+        srv.stop()

@@ -331,7 +331,8 @@ def test_nbgrader_templates_render_inert(template):
         resources.update({"nbgrader": {"notebook": "1_reward_and_data", "score": 0, "max_score": 10,
                                        "late_penalty": 0}})
     html, _ = HTMLExporter(config=cfg).from_notebook_node(nb, resources=resources)
-    content = html.split(formgrader_csp.NOTEBOOK_MARKER.decode(), 1)[-1]
+    page = html.encode("utf-8")
+    content = page[formgrader_csp.NOTEBOOK_MARKER.search(page).start():].decode("utf-8")
     assert "printed-ok" in content and "html-ok" in content
     assert [a for a in active_parts(content) if "pwned" in a or "attacker" in a or "srcdoc" in a] == []
     assert "onerror" not in "".join(a for t, attrs in _Elements(content).elements for a in attrs)
@@ -372,6 +373,13 @@ def test_formgrader_policy_allows_the_template_scripts_only():
             b"<div id=\"notebook\"><script>window.pwned=1</script><img src=x onerror=\"window.pwned=1\">"
             b"</div></body></html>")
     csp = formgrader_csp.policy(page)
+    # as served: nbconvert re-serialises the page (attributes sorted); the notebook's start is still found
+    served = page.replace(b'<div id="notebook">', b'<div class="border-box-sizing" id="notebook" tabindex="-1">')
+    assert formgrader_csp.policy(served) == csp
+    # no notebook found on a submission page: no inline script at all (fail closed)
+    assert formgrader_csp._hash(head_script) not in formgrader_csp.policy(page.replace(b'id="notebook"', b""))
+    # other Formgrader pages render no student content: all their inline scripts are nbgrader's
+    assert formgrader_csp._hash(b"window.pwned=1") in formgrader_csp.policy(page, submission=False)
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     scripts = directives["script-src"].split()
     assert formgrader_csp._hash(head_script) in scripts
@@ -394,6 +402,7 @@ def test_formgrader_transform_applies_to_formgrader_html_only():
         return t.transform_first_chunk(200, headers, b"<html></html>", True)[1]["Content-Security-Policy"]
 
     assert "script-src 'self'" in run("/formgrader/submissions/abc/", "text/html; charset=UTF-8")
+    assert "script-src 'self'" in run("/formgrader/manage_submissions/rlhf_ppo", "text/html")
     assert run("/formgrader/static/js/formgrade.js", "application/javascript") == "frame-ancestors 'self'"
     assert run("/lab", "text/html") == "frame-ancestors 'self'"
 
