@@ -345,7 +345,7 @@ def test_feedback_page_is_inert(graded, server, page, where):
 
 
 # ---- the Content-Security-Policy alone ----------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture
 def unsanitised_course(graded, tmp_path_factory):
     """A copy of the graded course with the sanitiser out of the way: the render-time preprocessor
     switched off in its nbgrader_config.py and mallory's raw payloads put back into her autograded
@@ -390,8 +390,10 @@ def test_csp_alone_stops_what_the_sanitiser_would_miss(unsanitised_course, tmp_p
         rec, response = open_submission(page, srv, course)
         assert page.locator("#notebook script, #notebook img[onerror]").count() > 0   # the payloads are there
         flags = pwned_flags(page)
-        if not csp:           # the control: the payloads are live in this page
+        if not csp:           # the control: the payloads are live in this page, and reach the APIs
             assert {"md-script", "md-img"} <= set(flags), flags
+            wait_until(lambda: no_pwned_files(course), 10, "the control's payloads to write their files")
+            wait_until(lambda: grades_of(course, "mallory") != before, 10, "the control's payloads to set grades")
             return
         assert "script-src 'self'" in response.headers.get("content-security-policy", "")
         assert flags == []

@@ -49,6 +49,7 @@ import nh3
 from traitlets import Bool
 
 from nbconvert.preprocessors import Preprocessor
+from nbformat import from_dict
 
 from course_lib.evidence import MIME as EVIDENCE_MIME
 
@@ -360,7 +361,7 @@ class SanitizeNotebook(Preprocessor):
         found = sanitize_notebook(nb)
         if found:
             self.log.info("made inert before rendering: %s", "; ".join(found[:20]))
-        return nb, resources
+        return from_dict(nb), resources         # new outputs are plain dicts: NotebookNodes again
 
 
 # ---- feedback files ----------------------------------------------------------------------
