@@ -33,6 +33,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from ..grading.render import protect_feedback
 from .settings import HubError, HubSettings, run_as
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
@@ -170,6 +171,7 @@ def release_feedback(s: HubSettings) -> str:
     proc = run_as(s.instructor, [s.python, "-m", "nbgrader", "generate_feedback", s.assignment, "--force"],
                   env=env, cwd=s.course_dir, timeout=600)
     out += proc.stderr + proc.stdout
+    protect_feedback(course / "feedback")     # a Content-Security-Policy in every page (grading/render.py)
     if proc.returncode != 0:
         raise HubError(f"nbgrader generate_feedback failed:\n{out[-3000:]}")
     for secret in sorted((course / "build" / "exchange-secrets").glob("*.txt")):
