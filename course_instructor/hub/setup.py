@@ -62,6 +62,8 @@ def write_roles(s: HubSettings) -> None:
             lines.append("c.Exchange.path_includes_course = False")
         _write(d / "nbgrader_config.py", "\n".join(lines) + "\n")
         exts = {e: (role == "instructor" or e not in STUDENT_SERVER_DISABLED) for e in ALL_SERVER}
+        # the Formgrader's pages under a strict Content-Security-Policy (grading/formgrader_csp.py)
+        exts["course_instructor.grading.formgrader_csp"] = role == "instructor"
         server = {"ServerApp": {"jpserver_extensions": exts},
                   "LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
         _write(d / "jupyter_server_config.json", json.dumps(server, indent=1) + "\n")
