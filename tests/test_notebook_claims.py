@@ -90,6 +90,7 @@ def test_the_settings_the_prose_states_are_the_profiles_settings():
     assert f"between {cpu.response_min_tokens} and {cpu.response_max_tokens} new tokens" in _prose(nb2)
     assert f"first {cpu.prompt_min_tokens}–{cpu.prompt_max_tokens} tokens" in _prose(_nb(SOLUTIONS[0]))
     assert "batch 128, learning rate 1.41e-5" in _prose(nb2) and gpu.learning_rate == 1.41e-5
+    assert f"longer than {cpu.min_review_chars} characters" in _prose(_nb(SOLUTIONS[0]))
 
 
 def test_the_diversity_floor_and_vaders_lexicon_are_what_the_prose_says():
@@ -186,6 +187,8 @@ def test_notebook_1_prompt_lengths_and_the_logit_ceiling(executed):
     nb = executed[0][SOLUTIONS[0].stem]
     lengths = re.search(r"ten prompt lengths: \[([\d, ]+)\]", _out(_cell(nb, "nb1-14")))
     assert lengths and all(2 <= int(x) <= 8 for x in lengths.group(1).split(","))
+    vocab = int(re.search(r"vocabulary size : (\d+)", _out(_cell(nb, "nb1-10"))).group(1))
+    assert f"{vocab:,} tokens" in _prose(nb), "the prose states the tokenizer's size"
     top = float(re.search(r"largest logit of either label on these texts: ([+-][\d.]+)", _out(_cell(nb, "nb1-trust-code"))).group(1))
     nb3 = executed[0][SOLUTIONS[2].stem]
     pattern = r"^(\w+)\s+POSITIVE logit: 99% of responses below ([+-][\d.]+), largest ([+-][\d.]+)"
