@@ -281,6 +281,8 @@ def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
         # one thread per kernel: the same floating-point results in every run, serial or parallel
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        # the notebooks' checkpoints (course_lib.paths): in the writable home, not beside course_lib
+        "COURSE_OUTPUT_DIR": f"{HOME}/build",
         # offline, private caches
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": "/tmp/hf", "HF_DATASETS_CACHE": "/tmp/hf/datasets",
@@ -623,7 +625,8 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     request["cwd"] = str(workdir_path)
     run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                    JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
-                   HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
+                   HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home),
+                   COURSE_OUTPUT_DIR=str(home / "build"))
     guard = MemoryGuard(limits.total_memory_bytes, f"unsandboxed-slot{slot}", limits.memory_guard)
     return _run(inner, run_env, request, limits, tmp_home, guard)
 
