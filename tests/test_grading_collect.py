@@ -380,3 +380,27 @@ def test_a_student_option_naming_no_safe_folder_is_an_escaped_error(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "no submission for" in err and "\\x1b[31m\\n" in err and "refused: evil\\x1b[2J" in err
     assert "\x1b" not in err
+
+
+def test_the_exchanges_record_is_the_submission_time_when_there_is_one(tmp_path):
+    """Collected from nbgrader's exchange: the time the hub recorded (build/exchange-times.json) is taken;
+    a malformed entry is ignored (the collection time then)."""
+    import json as _json
+
+    from course_instructor.grading.autograde import ensure_timestamp, exchange_times
+    from course_instructor.grading.course import Course
+
+    root = tmp_path / "course"
+    (root / "build").mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text("c = get_config()\n", encoding="utf-8")
+    (root / "build" / "exchange-times.json").write_text(_json.dumps({"collected": {
+        "ann": {"exchange": "2026-03-01 12:00:00.000000 UTC", "claimed": "2000-01-01 00:00:00.000000 UTC"},
+        "bob": {"exchange": "=HYPERLINK(1)"}, "cy": "junk"}}), encoding="utf-8")
+    times = exchange_times(Course.load(root))
+    assert times == {"ann": "2026-03-01 12:00:00.000000 UTC"}
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    when = ensure_timestamp(staged, staged, times.get("ann"))
+    assert (staged / "timestamp.txt").read_text().strip() == "2026-03-01 12:00:00.000000 UTC" and when.year == 2026
+    when = ensure_timestamp(staged, staged, times.get("bob"))
+    assert when.year >= 2026 and not (staged / "timestamp.txt").read_text().startswith("=")

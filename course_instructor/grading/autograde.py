@@ -175,14 +175,41 @@ def submission_time(folder: Path) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(newest, _dt.timezone.utc)
 
 
-def ensure_timestamp(folder: Path, source: Path | None = None) -> _dt.datetime:
+def exchange_times(course: Course) -> dict[str, str]:
+    """``{student: submission time}`` recorded by the exchange's collection (``build/exchange-times.json``).
+
+    :func:`course_instructor.hub.exchange.collect` writes it, as the instructor,
+    from the times the kernel recorded in the exchange (a student cannot set
+    them); a missing or unreadable record gives ``{}``, and only well-formed
+    times are taken.
+    """
+    try:
+        record = json.loads((course.build / "exchange-times.json").read_text(encoding="utf-8"))
+        collected = record.get("collected", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    times = {}
+    for sid, entry in collected.items() if isinstance(collected, dict) else ():
+        when = entry.get("exchange") if isinstance(entry, dict) else None
+        try:
+            _dt.datetime.strptime(str(when), "%Y-%m-%d %H:%M:%S.%f UTC")
+        except ValueError:
+            continue
+        times[str(sid)] = str(when)
+    return times
+
+
+def ensure_timestamp(folder: Path, source: Path | None = None, recorded: str | None = None) -> _dt.datetime:
     """Write nbgrader's ``timestamp.txt`` in the staged copy ``folder``: the time of ``source`` (by default ``folder``).
 
     The time is :func:`submission_time`, never what a student wrote; an
     existing ``timestamp.txt`` (in ``folder`` only a grader-written one can
     exist: staging leaves the student's out) is replaced.  Returns the time written.
     """
-    when = submission_time(source or folder)
+    if recorded:      # the exchange's record of this student's submission (exchange_times)
+        when = _dt.datetime.strptime(recorded, "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=_dt.timezone.utc)
+    else:
+        when = submission_time(source or folder)
     stamp = folder / "timestamp.txt"
     stamp.unlink(missing_ok=True)
     stamp.write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f UTC") + "\n", encoding="utf-8")
@@ -308,7 +335,8 @@ def grade_student(course: Course, assignment: str, student: str, submissions: Pa
     stage = stage_dir(run_dir, student)
     staged = stage / "submitted" / student / assignment
     res.flags = scan.stage_submission(submissions / student / assignment, staged, released)
-    ensure_timestamp(staged, submissions / student / assignment)    # the grader's time, never the student's
+    # the grader's time (the exchange's record, else the collection time), never the student's
+    ensure_timestamp(staged, submissions / student / assignment, exchange_times(course).get(student))
     if not any(staged.glob("*.ipynb")):
         res.notes.append("no gradable notebook")
         res.status = "graded"

@@ -139,7 +139,8 @@ def report(course_dir: str | os.PathLike | None = None, assignment: str = ASSIGN
     state = load_state(course)
     sub_dir = Path(submissions).expanduser() if submissions else course.submitted
     sub_dir = sub_dir if sub_dir.is_absolute() else course.root / sub_dir
-    similarity.refresh(state, list(state), similarity.released_notebooks(course.release / assignment),
+    graded = [sid for sid, e in state.items() if isinstance(e, dict) and e.get("status") == "graded"]
+    similarity.refresh(state, graded, similarity.released_notebooks(course.release / assignment),
                        assignment, sub_dir, course.autograded)
     header, rows = grade_table(course, assignment, state=state)
     out_path = output_path(course, output)

@@ -17,8 +17,9 @@ name.  What the student cannot set is what the kernel records:
 :func:`collect` runs ``nbgrader collect`` (as the instructor), then, for every
 student, takes the newest of *their own* inbound folders (owner = the
 student), compares the collected copy with it (and recopies it if nbgrader
-picked a forged folder), and writes ``timestamp.txt`` in the collected copy
-from the newest ctime.  What it decided is in ``build/exchange-times.json``
+picked a forged folder), and removes the student's ``timestamp.txt`` from the
+collected copy; the time taken is the newest ctime, which the grader reads from
+``build/exchange-times.json``.  What it decided is in ``build/exchange-times.json``
 (``claimed``: the student's timestamp.txt; ``exchange``: the time used;
 ``forged``: folders named after a student but owned by someone else).
 """
@@ -139,7 +140,9 @@ def collect(s: HubSettings) -> dict:
             dest.mkdir(parents=True)
             _copy_plain(src, dest)
         when = format_time(best["ctime"])
-        (dest / "timestamp.txt").write_text(when + "\n", encoding="utf-8")
+        # the student's own timestamp.txt (nbgrader submit writes it as the student) stays out of what is
+        # graded; the grader takes the time from build/exchange-times.json (autograde.exchange_times)
+        (dest / "timestamp.txt").unlink(missing_ok=True)
         # nbgrader's key to the student's feedback: kept aside, out of what the grader sees (it is
         # not a notebook, and would be flagged as an unexpected file)
         secret = dest / "submission_secret.txt"
