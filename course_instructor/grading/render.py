@@ -49,6 +49,8 @@ import nh3
 from traitlets import Bool
 
 from nbconvert.preprocessors import Preprocessor
+
+from .verify import _text      # an output's text field: a string, or a list of strings joined
 from nbformat import from_dict
 
 from course_lib.evidence import MIME as EVIDENCE_MIME
@@ -230,14 +232,6 @@ def inert_markdown(source: str) -> str:
 _KEEP_AS_IS = {"text/plain", "text/latex", "application/json", EVIDENCE_MIME}
 _IMAGES = {"image/png", "image/jpeg", "image/gif"}
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
-
-
-def _text(value) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "".join(value)
-    return None
 
 
 def _valid_base64(value) -> bool:
