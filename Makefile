@@ -30,7 +30,20 @@ STAMP    := $(VENV)/.stamp-$(shell cat requirements.txt pyproject.toml | sha256s
 MODERN   := .venv-modern
 MODERN_STAMP := $(MODERN)/.stamp-$(shell cat requirements-modern.txt | sha256sum | cut -c1-16)
 
-.PHONY: help venv run test test-fast gpu-check lab assets release student-bundle grade formgrader bench clean modern-trl
+# `make hub` (as root): the class on JupyterHub (course_instructor/hub/; README, "A term on JupyterHub")
+HUB_INSTRUCTOR ?= instructor
+HUB_STUDENTS   ?=
+HUB_IP         ?= 127.0.0.1
+HUB_PORT       ?= 8000
+HUB_STATE      ?= /srv/rlhf-hub
+HUB_EXCHANGE   ?= /srv/nbgrader/exchange
+HUB_AUTH       ?= pam
+# e.g. --create-users, --python /opt/rlhf-students/bin/python, --course-dir /home/prof/rlhf-2027
+HUB_SETUP_ARGS ?=
+HUB      := $(BIN)/python -m course_instructor.hub --state-dir $(HUB_STATE)
+
+.PHONY: help venv run test test-fast gpu-check lab assets release student-bundle grade formgrader bench clean \
+        hub hub-collect hub-feedback modern-trl
 
 help:
 	@echo "make run        execute the lab notebooks (PROFILE=cpu|gpu) into build/"
@@ -42,6 +55,8 @@ help:
 	@echo "make student-bundle  write what students get into $(DIST)/student/ and $(DIST)/student.tar.gz (checked)"
 	@echo "make grade      autograde submitted/ in sandboxes into grades.csv and feedback/ (JOBS=N)"
 	@echo "make formgrader JupyterLab with nbgrader's formgrader for manual grading"
+	@echo "make hub        (root) the class on JupyterHub: HUB_INSTRUCTOR=prof HUB_STUDENTS=\"alice bob\""
+	@echo "make hub-collect / hub-feedback  (root) collect submissions / release feedback through the exchange"
 	@echo "make assets     rebuild bundled models/data from $(SHARED) (ASSET=name|all)"
 	@echo "make bench      run the benchmarks"
 	@echo "make modern-trl today's trl in .venv-modern: a few GRPO steps through GRPOTrainer, checked against the course's"
@@ -95,6 +110,8 @@ grade: $(STAMP)
 # nbgrader 0.9 ships the formgrader twice: a server extension (pages under /formgrader) and a
 # JupyterLab extension (menu Nbgrader > Formgrader, a tab showing those pages). pip enables both
 # inside the venv; enabling them again here is idempotent and touches only the venv (--sys-prefix).
+# course_instructor.grading.formgrader_csp serves the Formgrader's pages under a strict
+# Content-Security-Policy (student content renders there, in your logged-in session).
 # JupyterLab opens with the Formgrader tab (/lab?formgrader=true: a route of nbgrader's extension;
 # --ServerApp.default_url is overridden by JupyterLab's own). nbgrader runs `alembic` from PATH
 # when it creates build/gradebook.db, hence the venv's bin on PATH. As root (containers) Jupyter
@@ -105,9 +122,29 @@ formgrader: $(STAMP)
 		|| { echo "could not enable nbgrader's formgrader server extension" >&2; exit 1; }
 	@$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1 \
 		|| { echo "could not enable nbgrader's JupyterLab extension" >&2; exit 1; }
+	@$(BIN)/jupyter server extension enable --sys-prefix course_instructor.grading.formgrader_csp >/dev/null 2>&1 \
+		|| { echo "could not enable the Formgrader's Content-Security-Policy (course_instructor.grading.formgrader_csp)" >&2; exit 1; }
 	@echo "Formgrader: JupyterLab opens on its Formgrader tab (also: menu Nbgrader > Formgrader, or <server URL>/formgrader)."
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --LabApp.default_url='/lab?formgrader=true' \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The class on JupyterHub, on this machine (needs root, Node.js and `npm install -g configurable-http-proxy`):
+# set up (accounts checked, exchange, the instructor's course folder, roles, the assignment released from the
+# student bundle), then the Hub in the foreground (Ctrl+C stops it and every user's server).
+hub: student-bundle
+	@test "$$(id -u)" -eq 0 || { echo "make hub runs as root (sudo make hub ...): the Hub starts each user's server as that user" >&2; exit 1; }
+	@test -n "$(HUB_STUDENTS)" || { echo 'name the class: make hub HUB_INSTRUCTOR=prof HUB_STUDENTS="alice bob ..."' >&2; exit 1; }
+	@command -v configurable-http-proxy >/dev/null || { echo "npm install -g configurable-http-proxy first (Node.js >= 18)" >&2; exit 1; }
+	$(HUB) setup --instructor $(HUB_INSTRUCTOR) --students "$(HUB_STUDENTS)" --exchange $(HUB_EXCHANGE) \
+		--release-from $(abspath $(DIST))/student/notebooks --student-lib $(abspath $(DIST))/student \
+		--ip $(HUB_IP) --port $(HUB_PORT) --authenticator $(HUB_AUTH) $(HUB_SETUP_ARGS)
+	$(HUB) serve
+
+hub-collect: $(STAMP)
+	$(HUB) collect
+
+hub-feedback: $(STAMP)
+	$(HUB) feedback
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rollout.py

@@ -20,7 +20,13 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
-c.ClearOutputPreprocessor.enabled = True
+# (outputs are cleared by `make release` itself: course_instructor/grading/release.py passes
+# --ClearOutputPreprocessor.enabled=True; here it would also blank the Formgrader's view)
+
+# The Formgrader and the feedback render student markdown, HTML and SVG: sanitised first
+# (course_instructor/grading/render.py), and nbconvert's own sanitiser on top.
+c.HTMLExporter.preprocessors = ["course_instructor.grading.render.SanitizeNotebook"]
+c.HTMLExporter.sanitize_html = True
 
 # Grading: a cell may run at most this many seconds (an endless loop fails its cell only).
 c.ExecutePreprocessor.timeout = 120

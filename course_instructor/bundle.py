@@ -465,6 +465,21 @@ def write_archive(bundle: Path, archive: Path, epoch: int) -> None:
                     add(p, f"{NAME}/{p.relative_to(bundle).as_posix()}")
 
 
+def check_student_library(solutions: Path, root: Path = ROOT) -> list[str]:
+    """Why the library and notebooks of ``root`` must not be shown to students (empty when they may).
+
+    The same checks as a bundle build, on a scratch copy (the grader runs this
+    before it mounts ``course_lib`` into a sandbox: nothing there may answer an
+    exercise of ``solutions``).
+    """
+    secrets = read_secrets(solutions)
+    with tempfile.TemporaryDirectory(prefix="student-library-check-") as tmp:
+        staged = Path(tmp) / NAME
+        staged.mkdir()
+        stage(root, staged)
+        return check_bundle(staged, secrets)
+
+
 def build(out: Path, root: Path = ROOT, quiet: bool = False) -> Path:
     """Build, check and publish ``out/student/`` and ``out/student.tar.gz``; returns the folder.
 

@@ -72,8 +72,12 @@ def mean_ci(values: Sequence[float], z: float = 1.96) -> dict:
     return {"mean": m, "median": float(np.median(a)), "std": sd, "ci95": [m - half, m + half], "n": int(a.size)}
 
 
-def response_logprobs(model, queries: Sequence, responses: Sequence, pad_id: int, batch_size: int = 64) -> list[float]:
-    """Sum over each response's tokens of log p(token | query, earlier tokens), in nats."""
+def response_logprobs(model, queries: Sequence, responses: Sequence, pad_id: int, batch_size: int = 64,
+                      bar=None) -> list[float]:
+    """Sum over each response's tokens of log p(token | query, earlier tokens), in nats.
+
+    ``bar``: a tqdm progress bar advanced by one per batch of ``batch_size`` responses.
+    """
     import torch
 
     from course_lib.padding import left_pad, position_ids
@@ -93,12 +97,17 @@ def response_logprobs(model, queries: Sequence, responses: Sequence, pad_id: int
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
         for i, r in enumerate(rs):
             out.append(float(logp[i, width - 1 - len(r):].sum()) if len(r) else 0.0)
+        if bar is not None:
+            bar.update()
     return out
 
 
 def generate_for_eval(models: Mapping, tokenizer, queries: Sequence, lengths: Sequence[int], gen_kwargs: dict,
-                      seed: int, batch_size: int = 64) -> dict[str, list]:
-    """Responses of every model to every query, each model under the same seed."""
+                      seed: int, batch_size: int = 64, bar=None) -> dict[str, list]:
+    """Responses of every model to every query, each model under the same seed.
+
+    ``bar``: a tqdm progress bar advanced by one per batch of ``batch_size`` prompts.
+    """
     import torch
 
     from course_lib.rollout import generate_responses
@@ -111,6 +120,8 @@ def generate_for_eval(models: Mapping, tokenizer, queries: Sequence, lengths: Se
         for s in range(0, len(queries), batch_size):
             qs = [q.to(device) for q in queries[s:s + batch_size]]
             res += generate_responses(model, tokenizer, qs, lengths[s:s + batch_size], gen_kwargs)
+            if bar is not None:
+                bar.update()
         out[name] = [r.cpu() for r in res]
     return out
 
@@ -160,7 +171,7 @@ def score_texts(query_texts: Sequence[str], responses: Mapping[str, Sequence[str
 
 
 def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: int | None = None,
-                   seed: int = 1234, reference: str | None = "reference", previous=None):
+                   seed: int = 1234, reference: str | None = "reference", previous=None, progress: bool = True):
     """Generate with every model on the first ``n`` prompts and score everything.
 
     ``models``: ``{"reference": ref_model, "happy": model, ...}`` (plain causal
@@ -176,23 +187,39 @@ def compare_models(models: Mapping, tokenizer, sentiment_pipe, prompts, cfg, n: 
     ``seed`` and reference.  Models it already has columns for are not run
     again: their columns are copied (same seed, same answers), so adding one
     model to a comparison costs only that model's generation and scoring.
+
+    ``progress``: show a progress bar (``tqdm.auto``: a widget in JupyterLab)
+    with an estimate of the time left, advanced per batch of 64 prompts
+    generated, per model scored and per batch of KL estimates.
     """
     import numpy as np
+    from tqdm.auto import tqdm
 
     if reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} is not among the models: {', '.join(models)}")
     queries, query_texts, lengths = _eval_prompts(prompts, cfg, n, seed)
     reused = _reusable(previous, list(models), query_texts, seed, reference)
     new = {name: m for name, m in models.items() if name not in reused}
-    responses = generate_for_eval(new, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed)
+    batches = math.ceil(len(queries) / 64)
+    kl_passes = 0 if reference is None else sum(1 if name == reference else 2 for name in new)
+    bar = tqdm(total=len(new) * (batches + 1) + kl_passes * batches, desc=f"comparing {', '.join(new) or 'nothing'}",
+               unit="batch", disable=not progress)
+    bar.set_postfix_str("generating")
+    responses = generate_for_eval(new, tokenizer, queries, lengths, cfg.generation_kwargs(tokenizer), seed, bar=bar)
     texts = {name: tokenizer.batch_decode(res, skip_special_tokens=True) for name, res in responses.items()}
-    table = score_texts(query_texts, texts, sentiment_pipe, cfg.sent_kwargs)
+    bar.set_postfix_str("scoring")
+    table = score_texts(query_texts, {}, sentiment_pipe, cfg.sent_kwargs)
+    for name, model_texts in texts.items():
+        table = table.join(score_texts(query_texts, {name: model_texts}, sentiment_pipe, cfg.sent_kwargs).drop(columns="query"))
+        bar.update()
     if reference is not None:
+        bar.set_postfix_str("KL to the reference")
         for name, res in responses.items():
-            own = response_logprobs(models[name], queries, res, tokenizer.eos_token_id)
+            own = response_logprobs(models[name], queries, res, tokenizer.eos_token_id, bar=bar)
             on_ref = own if name == reference else response_logprobs(models[reference], queries, res,
-                                                                     tokenizer.eos_token_id)
+                                                                     tokenizer.eos_token_id, bar=bar)
             table[f"KL [{name}]"] = np.asarray(own) - np.asarray(on_ref)
+    bar.close()
     for name in reused:
         for col in _model_columns(name, reference is not None):
             table[col] = previous[col].to_numpy()

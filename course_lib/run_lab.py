@@ -5,6 +5,8 @@ injects the profile into the ``parameters`` cell and executes it; the
 executed copy and an HTML rendering go to ``<out>/executed/``.  Notebooks
 that evaluate models write ``<out>/results/*.json``; the summary prints each
 notebook's time and status and each model's mean reward from those files.
+The notebooks' own outputs (checkpoints) go under ``<out>`` too: the kernels
+get ``COURSE_OUTPUT_DIR=<out>`` (see ``course_lib.paths``) unless it is set.
 
 Exit status: 0 when every notebook ran, 1 otherwise.
 """
@@ -63,6 +65,18 @@ def main(argv=None) -> int:
     for key, value in MALLOC_ENV.items():  # read by glibc when each kernel process starts
         os.environ.setdefault(key, value)
     out = args.out.resolve()
+    from course_lib.paths import ENV_VAR
+
+    had_output_dir = ENV_VAR in os.environ
+    os.environ.setdefault(ENV_VAR, str(out))  # read by course_lib.paths in each kernel
+    try:
+        return _run(args, out)
+    finally:
+        if not had_output_dir:
+            os.environ.pop(ENV_VAR, None)
+
+
+def _run(args, out: Path) -> int:
     notebooks = find_notebooks(args.notebooks)
     if not notebooks:
         print(f"No lab notebooks in {args.notebooks} yet: nothing to execute.")

@@ -59,7 +59,8 @@ def free_port() -> int:
 class LabServer:
     """A JupyterLab server on loopback serving ``root_dir``; ``workdir`` holds its private state."""
 
-    def __init__(self, root_dir: Path, workdir: Path, startup_timeout: float = 90.0):
+    def __init__(self, root_dir: Path, workdir: Path, startup_timeout: float = 90.0, extra_args: tuple = ()):
+        self.extra_args = list(extra_args)  # more options of `jupyter lab`
         self.root_dir = Path(root_dir)
         self.workdir = Path(workdir)
         self.port = free_port()
@@ -108,7 +109,7 @@ class LabServer:
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--ServerApp.shutdown_no_activity_timeout=900",  # an orphaned server ends itself
             "--MappingKernelManager.cull_idle_timeout=900",
-        ] + (["--allow-root"] if os.geteuid() == 0 else [])
+        ] + (["--allow-root"] if os.geteuid() == 0 else []) + self.extra_args
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=self.root_dir, env=self._env(), stdin=subprocess.DEVNULL,

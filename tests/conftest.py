@@ -243,3 +243,22 @@ def hub_standin(tmp_path_factory):
     import hub_standin as standin
 
     return standin.build(tmp_path_factory.mktemp("hf-home"))
+
+
+@pytest.fixture(scope="session")
+def lab_run(tmp_path_factory):
+    """One ``make run`` (``course_lib.run_lab``, cpu profile): ``(exit status, output folder)``.
+
+    Shared by every test that reads the executed notebooks (``test_notebooks``,
+    ``test_notebook_claims``); those tests carry ``pytest.mark.xdist_group("lab-run")``
+    so that pytest-xdist runs them in one worker and the lab runs once.
+    ``LAB_RUN_DIR=<folder>`` reuses the output of an earlier ``make run`` (e.g.
+    ``build``) instead of running the lab again.
+    """
+    from course_lib import run_lab
+
+    if os.environ.get("LAB_RUN_DIR"):
+        return 0, Path(os.environ["LAB_RUN_DIR"]).resolve()
+    out = tmp_path_factory.mktemp("make-run")
+    code = run_lab.main(["--profile", "cpu", "--out", str(out)])
+    return code, out

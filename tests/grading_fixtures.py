@@ -112,7 +112,7 @@ def new_course(tmp: Path) -> Path:
 
 
 #: Produced by the grader, so excluded from "nothing outside the sandbox changed".
-GRADER_OUTPUTS = ("build", "autograded", "feedback", "grades.csv")
+GRADER_OUTPUTS = ("build", "autograded", "feedback", "grades.csv", "exercises.csv")
 
 
 @pytest.fixture(scope="session")
@@ -338,6 +338,24 @@ def tokenize(sample):
     forged["id"] = "forged-cell"
     cell_editor["cells"] = [forged, *cells]
 
+    # forged evidence the checker cannot even compare (an int beyond any float, where a float is expected)
+    big_forger = solution[ex["ex4"]] + '''
+_real = score_for_label
+def score_for_label(output, label):
+    from IPython.display import display
+    display({"application/vnd.course-lib.evidence+json": {"key": "reversed order", "value": 10**400}}, raw=True)
+    return _real(output, label)
+'''
+    # an added cell with a grade_id the release does not have, and the setup cell's metadata stripped and
+    # its code rewritten (run as written, the notebook would have no `cfg`: exercise 4's test would fail)
+    restructured = nb1(solved=("ex1", "ex4"))
+    for cell in restructured["cells"]:
+        if meta(cell).get("grade_id") == "nb1-code-04":
+            cell["metadata"], cell["source"] = {}, "print('my own setup')\n"
+    restructured["cells"].insert(3, {"cell_type": "code", "id": "extra", "execution_count": None, "outputs": [],
+                                     "source": "x = 1\n", "metadata": {"nbgrader": {
+                                         "grade_id": "my-extra", "grade": False, "solution": True, "locked": False}}})
+
     return {
         # honest: all four exercises, and two of them
         "victim": {"nb": nb1(solved=ex), "earned": 10},
@@ -364,6 +382,9 @@ def tokenize(sample):
         "library_thief": {"nb": nb1(ex1=library_thief, **thief_rest), "earned": 0},
         "frame_reader": {"nb": nb1(ex1=frame_reader, ex2=frame_reader.replace("def pad_to_length", "def _unused")),
                          "earned": 0},
+        # the checker itself attacked: malformed evidence; cells the release does not know; a stripped setup cell
+        "big_forger": {"nb": nb1(solved=("ex1",), ex4=big_forger), "earned": 2},
+        "restructured": {"nb": restructured, "earned": 5},
     }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -215,14 +216,15 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys):
     assert "no gradebook" in capsys.readouterr().err
 
 
-def test_missing_submission_timestamp_is_created_once(tmp_path):
+def test_submission_timestamp_is_the_graders_not_the_students(tmp_path):
     from nbgrader.utils import parse_utc
 
     (tmp_path / "1_reward_and_data.ipynb").write_text("{}")
-    assert grading.ensure_timestamp(tmp_path) is True
+    os.utime(tmp_path / "1_reward_and_data.ipynb", (0, 0))          # a modification time is the student's to set
+    (tmp_path / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC\n")
+    grading.ensure_timestamp(tmp_path)
     stamp = (tmp_path / "timestamp.txt").read_text()
-    assert abs(parse_utc(stamp).timestamp() - (tmp_path / "1_reward_and_data.ipynb").stat().st_mtime) < 1
-    assert grading.ensure_timestamp(tmp_path) is False and (tmp_path / "timestamp.txt").read_text() == stamp
+    assert abs(parse_utc(stamp).timestamp() - (tmp_path / "1_reward_and_data.ipynb").stat().st_ctime) < 1
 
 
 def test_grading_kernels_run_the_token_training_quietly():
@@ -244,8 +246,18 @@ def test_solutions_declare_autograded_and_written_exercises():
                 assert float(m.get("points", 0)) > 0, f"{name}: {m['grade_id']} has no points"
                 visible, hidden = split_regions(source(cell), BEGIN_HIDDEN, END_HIDDEN)
                 assert re.search(r"^\s*assert\b", visible, re.M), f"{name}: {m['grade_id']}: no visible assert"
-                assert len(hidden) == 1 and re.search(r"\bassert\b", hidden[0]), \
-                    f"{name}: {m['grade_id']}: needs one hidden-tests block with asserts"
+                assert len(hidden) == 1 and "record(" in hidden[0], \
+                    f"{name}: {m['grade_id']}: needs one hidden-tests block that records evidence"
+                # nothing of the hidden test stays in the student's namespace, and it holds no answer key
+                block = hidden[0]
+                assert re.search(r"^def _hidden_test\(\):", block, re.M) and \
+                    re.search(r"^finally:\n    del _hidden_test\s*$", block, re.M), \
+                    f"{name}: {m['grade_id']}: the hidden test must run inside _hidden_test() and delete it"
+                top_level = [line for line in block.splitlines() if line and not line[0].isspace()]
+                assert set(top_level) <= {"def _hidden_test():", "try:", "finally:"}, \
+                    f"{name}: {m['grade_id']}: hidden-test code outside _hidden_test(): {top_level}"
+                assert not re.search(r"course_instructor|\bimport\b.*\breference|reference_\w+\(", block), \
+                    f"{name}: {m['grade_id']}: a hidden test must not compute reference answers in the kernel"
                 assert m.get("locked"), f"{name}: {m['grade_id']} must be read-only"
             elif is_written_answer(cell):
                 written.append(m["grade_id"])

@@ -38,6 +38,8 @@ EXPECTED_FLAGS = {
     "cell_editor": [f"{NB1_STEM}:graded-cell-deleted:ex1-pad-tests", f"{NB1_STEM}:locked-cell-edited:ex2-tokenize-tests",
                     f"{NB1_STEM}:cell-metadata-edited:ex3-collator-tests"],
     "fork_bomb": [f"{NB1_STEM}:spawns-processes"],
+    "big_forger": [f"{NB1_STEM}:malformed-evidence:ex4-score-tests", f"{NB1_STEM}:evidence-forgery"],
+    "restructured": [f"{NB1_STEM}:unknown-grade-id:my-extra", f"{NB1_STEM}:locked-cell-stripped:nb1-code-04"],
     "bomber": [f"{NB1_STEM}:output-bomb"],
     "invalid_json": [f"unreadable-notebook:{NB1}"],
     "renamed": ["unexpected-file:1_reward_and_data-Copy1.ipynb", f"missing-notebook:{NB1}"],
@@ -61,6 +63,11 @@ def test_no_copy_of_a_graded_function_was_reachable(attack_run):
     assert outputs.count("no copy of") == 4, outputs[:2000]
 
 
+def _not_similarity(row: dict) -> dict:
+    """The row without its similar-to flags (the fixtures' honest students all submit the reference solution)."""
+    return {**row, "flags": "; ".join(f for f in _flags(row) if ":similar-to:" not in f)}
+
+
 def test_the_batch_completes_with_a_row_for_everyone(attack_run):
     proc, rows = attack_run["proc"], attack_run["rows"]
     assert proc.returncode == 1, "the crashed kernel must be reported\n" + proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -70,7 +77,8 @@ def test_the_batch_completes_with_a_row_for_everyone(attack_run):
 
 @pytest.mark.parametrize("student", ["victim", "half", "silencer", "intruder", "patcher", "always_equal",
                                      "reply_forger", "cell_editor", "bomber", "invalid_json", "renamed", "careless",
-                                     "library_thief", "frame_reader"])
+                                     "library_thief", "frame_reader",
+                                     "big_forger", "restructured"])
 def test_each_submission_scores_exactly_what_it_earned(attack_run, student):
     row = attack_run["rows"][student]
     earned = attack_run["students"][student]["earned"]
@@ -105,10 +113,14 @@ def test_attempts_are_flagged_for_a_human(attack_run, student):
 def test_honest_students_raise_no_flag_and_keep_their_marks(attack_run):
     rows = attack_run["rows"]
     for sid, points in (("victim", 10), ("half", 6)):
-        flags = [f for f in _flags(rows[sid]) if not f.startswith("missing-notebook:")]
+        flags = [f for f in _flags(_not_similarity(rows[sid])) if not f.startswith("missing-notebook:")]
         assert flags == [] and float(rows[sid]["total_score"]) == points, rows[sid]
     for sid in ("perfect", "untouched"):     # graded in run A, unchanged by everything in run B
-        assert rows[sid] == attack_run["before_rows"][sid], sid
+        assert _not_similarity(rows[sid]) == _not_similarity(attack_run["before_rows"][sid]), sid
+    # victim, perfect and careless all submitted the reference solution of notebook 1 (half's is too short)
+    assert f"{NB1_STEM}:similar-to:perfect" in _flags(rows["victim"]), rows["victim"]
+    assert f"{NB1_STEM}:similar-to:victim" in _flags(rows["careless"]), rows["careless"]
+    assert not any(":similar-to:" in f for f in _flags(rows["half"]) + _flags(rows["untouched"]))
 
 
 def test_nothing_outside_the_sandboxes_changed(attack_run):
@@ -200,14 +212,21 @@ def serial_course(attack_run, tmp_path_factory):
 
 
 def _lines(table: Path, students) -> list[str]:
-    return [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln.split(",", 1)[0] in students]
+    return [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln.split(",", 1)[0].strip('"') in students]
 
 
 def test_parallel_grading_equals_serial_grading(attack_run, serial_course):
     """Run B's rows (two at a time, beside attackers) equal, byte for byte, the rows of a serial run."""
     serial = _lines(serial_course / "serial.csv", SERIAL)
     parallel = _lines(attack_run["course"] / "grades.csv", SERIAL)
-    assert len(serial) == len(SERIAL) and serial == parallel, (serial, parallel)
+    assert len(serial) == len(SERIAL)
+    # byte for byte but the similar-to flags, which depend on who else is in the course
+    similar = [sid for sid in SERIAL if any(":similar-to:" in read_grades(path)[sid]["flags"]
+                                            for path in (attack_run["course"] / "grades.csv", serial_course / "serial.csv"))]
+    assert [ln for ln in serial if ln.split(",", 1)[0].strip('"') not in similar] == \
+        [ln for ln in parallel if ln.split(",", 1)[0].strip('"') not in similar], (serial, parallel)
+    s_rows, p_rows = read_grades(serial_course / "serial.csv"), read_grades(attack_run["course"] / "grades.csv")
+    assert all(_not_similarity(s_rows[sid]) == _not_similarity(p_rows[sid]) for sid in SERIAL), (serial, parallel)
     head = (serial_course / "serial.csv").read_text(encoding="utf-8").splitlines()[0]
     assert head == (attack_run["course"] / "grades.csv").read_text(encoding="utf-8").splitlines()[0]
     rows = read_grades(serial_course / "serial.csv")

@@ -71,9 +71,10 @@ def test_staging_keeps_only_readable_notebooks_with_the_assignment_names(tmp_pat
     (src / "timestamp.txt").write_text("2026-11-29 10:00:00.000000 UTC\n")
     flags = scan.stage_submission(src, dest, {"1_a.ipynb": _released(), "2_b.ipynb": _released(),
                                               "3_c.ipynb": _released()})
-    assert sorted(p.name for p in dest.iterdir()) == ["1_a.ipynb", "timestamp.txt"]
+    assert sorted(p.name for p in dest.iterdir()) == ["1_a.ipynb"]     # the student's timestamp stays out
     assert flags == ["unexpected-file:1_a-Copy1.ipynb", "unreadable-notebook:2_b.ipynb (not valid JSON (JSONDecodeError))",
-                     "unexpected-file:notes.txt", "missing-notebook:2_b.ipynb", "missing-notebook:3_c.ipynb"]
+                     "unexpected-file:notes.txt", "student-timestamp", "missing-notebook:2_b.ipynb",
+                     "missing-notebook:3_c.ipynb"]
 
 
 def test_restore_structure_puts_back_metadata_types_and_deleted_graded_cells():

@@ -18,11 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").rglob("*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def lab_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("make-run")
-    code = run_lab.main(["--profile", "cpu", "--out", str(out)])
-    return code, out
+# lab_run (one `make run` into a temporary folder) is in conftest.py, shared with test_notebook_claims.py
 
 
 def test_there_are_five_lab_notebooks_each_with_a_parameters_cell():
@@ -37,6 +33,7 @@ def test_there_are_five_lab_notebooks_each_with_a_parameters_cell():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("lab-run")
 def test_every_solution_notebook_executes_without_error_on_the_cpu_profile(lab_run, capsys):
     code, out = lab_run
     assert code == 0, "a notebook failed; see the executed copies in " + str(out / "executed")
@@ -52,6 +49,7 @@ def test_every_solution_notebook_executes_without_error_on_the_cpu_profile(lab_r
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("lab-run")
 def test_the_run_reports_tuned_models_beating_the_reference(lab_run):
     code, out = lab_run
     summary = json.loads((out / "results" / "part3_comparison.json").read_text())
@@ -95,6 +93,7 @@ def test_run_lab_gives_its_kernels_the_malloc_settings_the_makefile_exports(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("lab-run")
 def test_part1_shows_the_reward_models_margins_on_the_labs_own_examples(lab_run):
     """The "how far to trust the reward model" table prints what the bundled classifier really says."""
     from course_lib.config import make_config

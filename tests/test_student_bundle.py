@@ -436,3 +436,26 @@ def test_make_student_bundle_is_a_documented_target_and_dist_is_ignored():
     assert "instructor's copy" in head and "private" in head
     students = readme[readme.index("## Students"):readme.index("## Instructors")]
     assert "make student-bundle" in students and "dist/student.tar.gz" in students
+
+
+def test_the_grader_refuses_a_library_that_answers_an_exercise(tmp_path):
+    """``autograde`` runs these checks on the ``course_lib`` every sandbox mounts before grading anyone."""
+    import shutil
+
+    from course_instructor.grading.autograde import check_library
+    from course_instructor.grading.course import Course, GradingError
+
+    assert bundle.check_student_library(ROOT / "solutions") == []
+    check_library(Course.load(ROOT), ASSIGNMENT)           # the committed library passes
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "course_lib", root / "course_lib", ignore=shutil.ignore_patterns("__pycache__", "assets"))
+    (root / "course_lib" / "assets").mkdir()
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    for name in ("requirements.txt", "environment.yml", "pyproject.toml"):
+        shutil.copyfile(ROOT / name, root / name)
+    with open(root / "course_lib" / "padding.py", "a", encoding="utf-8") as fh:
+        fh.write("\n\ndef gae(values, rewards, gamma, lam):\n    return values, rewards\n")
+    errors = bundle.check_student_library(ROOT / "solutions", root=root)
+    assert any("course_lib/padding.py" in e and "defines gae" in e for e in errors), errors
+    with pytest.raises(GradingError, match="holds what students must not have"):
+        check_library(Course.load(ROOT), ASSIGNMENT, library_root=root)

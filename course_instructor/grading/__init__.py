@@ -6,6 +6,8 @@ Command line (run from anywhere; ``--course-dir`` defaults to the repository)::
     python -m course_instructor.grading release --check         # exit 1 if notebooks/ is stale
     python -m course_instructor.grading autograde --submissions submitted --jobs 2   # (make grade)
     python -m course_instructor.grading report                  # feedback + grades.csv again (after manual grading)
+    python -m course_instructor.grading autograde --shard 1/8   # one machine's share of a large class ...
+    python -m course_instructor.grading merge                   # ... and, after all shards, the merge
 
 Modules, one job each:
 
@@ -15,11 +17,13 @@ Modules, one job each:
 ``runner``        the executor that runs *inside* the sandbox (nbclient, output caps)
 ``verify``        outputs merged back and test cells decided from evidence, outside the kernel
 ``scan``          which files are graded; flags for a human reviewer
+``similarity``    ``similar-to`` flags: students whose code is nearly the same
 ``preprocessors`` the nbgrader step that ties sandbox and verify together
 ``job``           one student's ``nbgrader autograde`` with that step
-``gradebook``     working copies, merging, the grade table
+``gradebook``     working copies, merging, the grade table and the per-exercise table
 ``autograde``     the whole run: expected evidence, students in parallel, atomic commit
-``report``        grades.csv and feedback from the gradebook
+``report``        grades.csv, exercises.csv and feedback from the gradebook
+``shard``         a share of the class graded on one of several machines; merging the shares
 ``cli``           the command line
 
 Student code is untrusted.  The threat model and what the sandbox does and

@@ -767,7 +767,7 @@ def twin_flags(nb: dict, released: dict) -> list[str]:
         if not isinstance(c, dict) or c.get("cell_type") != "code":
             continue
         gid = _meta(c).get("grade_id")
-        ref = rel_by_id.get(gid) if gid else None
+        ref = rel_by_id.get(gid) if isinstance(gid, str) and gid else None   # student metadata may be anything
         if ref is None:
             added.add(add_cell(_source(c), True))
         elif _meta(ref).get("solution") and ref.get("cell_type") == "code":

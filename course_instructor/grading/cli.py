@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_instructor.grading {release,autograde,report}`` (see the package docstring)."""
+"""Command line: ``python -m course_instructor.grading {release,autograde,merge,report}`` (see the package docstring)."""
 from __future__ import annotations
 
 import argparse
@@ -47,10 +47,28 @@ def main(argv: list[str] | None = None) -> int:
                         "they must belong to no account")
     a.add_argument("--no-feedback", action="store_true", help="do not generate feedback HTML")
     a.add_argument("--output", default="grades.csv", help="the grade table (default: grades.csv in the course folder)")
+    # ---- several machines (course_instructor/grading/shard.py) ----
+    a.add_argument("--shard", default=None, metavar="I/N",
+                   help="grade only shard I of N of the class (by a hash of the student id) into a partial "
+                        "result of its own (build/shards/I-of-N/); then `merge`")
+    a.add_argument("--shard-dir", default=None, metavar="DIR", help="where --shard writes its partial result")
+
+    m = sub.add_parser("merge", parents=[common],
+                       help="combine the partial results of `autograde --shard I/N` into the gradebook and grades.csv")
+    m.add_argument("shard_dirs", nargs="*", metavar="SHARD_DIR",
+                   help="the shards' folders (default: every build/shards/*/)")
+    m.add_argument("--output", default="grades.csv")
+    m.add_argument("--no-feedback", action="store_true")
+    m.add_argument("--submissions", default=None,
+                   help="the class's submissions folder, to judge similarity and refused folders "
+                        "(default: the folder the shards graded)")
 
     f = sub.add_parser("report", parents=[common], help="feedback HTML and grades.csv again from the gradebook (after manual grading)")
     f.add_argument("--output", default="grades.csv")
     f.add_argument("--no-feedback", action="store_true")
+    f.add_argument("--submissions", default=None,
+                   help="folder of <student>/<assignment>/ submissions compared for similar-to flags "
+                        "(default: the config's, submitted/)")
 
     args = p.parse_args(argv)
     args.course_dir = getattr(args, "course_dir", None) or default_course_dir()
@@ -68,17 +86,35 @@ def main(argv: list[str] | None = None) -> int:
                 p.error("--timeout must be a positive number of seconds")
             if args.jobs < 1:
                 p.error("--jobs must be 1 or more")
-            _, results = autograde(args.course_dir, args.submissions, args.assignment,
-                                   cell_timeout=args.timeout, student_timeout=args.student_timeout or None,
-                                   students=args.student, force=args.force, output=args.output,
-                                   feedback=not args.no_feedback, jobs=args.jobs,
-                                   sandbox=not args.no_sandbox, uid_base=args.sandbox_uid_base)
+            if args.shard:
+                from .shard import autograde_shard, parse_shard
+
+                if args.student or args.force:
+                    p.error("--shard grades its whole share of the class: no --student, no --force")
+                _, results = autograde_shard(args.course_dir, args.submissions, args.assignment,
+                                             shard=parse_shard(args.shard), shard_dir=args.shard_dir,
+                                             uid_base=args.sandbox_uid_base, cell_timeout=args.timeout,
+                                             student_timeout=args.student_timeout or None, jobs=args.jobs,
+                                             sandbox=not args.no_sandbox)
+            else:
+                _, results = autograde(args.course_dir, args.submissions, args.assignment,
+                                       cell_timeout=args.timeout, student_timeout=args.student_timeout or None,
+                                       students=args.student, force=args.force, output=args.output,
+                                       feedback=not args.no_feedback, jobs=args.jobs,
+                                       sandbox=not args.no_sandbox, uid_base=args.sandbox_uid_base)
             failed = [r.student for r in results.values() if not r.ok]
             if failed:
                 print(f"grading failed for: {', '.join(failed)} (their rows say why)", file=sys.stderr)
                 return 1
             return 0
-        report(args.course_dir, args.assignment, output=args.output, feedback=not args.no_feedback)
+        if args.command == "merge":
+            from .shard import merge
+
+            merge(args.course_dir, args.shard_dirs or None, args.assignment, output=args.output,
+                  feedback=not args.no_feedback, submissions=args.submissions)
+            return 0
+        report(args.course_dir, args.assignment, output=args.output, feedback=not args.no_feedback,
+               submissions=args.submissions)
         return 0
     except GradingError as e:
         print(f"error: {e}", file=sys.stderr)

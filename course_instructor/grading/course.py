@@ -184,3 +184,29 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def escape(text: object) -> str:
+    """``text`` with backslashes and every unprintable character escaped as in ``repr`` (``\\n``, ``\\x1b``, ``\\u202e``).
+
+    For names that come from students (folder and file names): what reaches a
+    terminal, a CSV cell or a log line is plain, visible text, and two
+    different names never escape to the same text.
+    """
+    out = []
+    for ch in str(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if ch in "\n\r\t" else
+                       f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else
+                       f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+def strip_controls(text: object) -> str:
+    """``text`` with unprintable characters escaped (backslashes kept): safe for a terminal or a table cell."""
+    s = str(text)
+    return s if s.isprintable() else "".join(ch if ch.isprintable() else escape(ch) for ch in s)

@@ -81,6 +81,8 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
     recorded per student (``build/grading-flags.json``: flags and status).
     A student graded earlier without any gradable notebook has a gradebook
     entry (zeros) but no autograded folder: the recorded status says so.
+    Folders the last run refused (``state`` status ``refused (...)``, their
+    ids escaped) get a row of their own, after the others, with empty scores.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -96,13 +98,19 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
         max_score = a.max_score
         if students is None:
             students = sorted(s.student.id for s in a.submissions)
+        refused = sorted(sid for sid, e in state.items()
+                         if isinstance(e, dict) and str(e.get("status", "")).startswith("refused"))
+        students = [s for s in students if s not in refused] + refused
         header = ["student_id", *notebooks, "total_score", "max_score", "needs_manual_grade", "flags", "status"]
         rows = []
         for sid in students:
             res = results.get(sid)
             entry = state.get(sid) if isinstance(state.get(sid), dict) else {}
             status = res.status if res else "graded"
-            flag_text = "; ".join(entry.get("flags", []))
+            flag_text = "; ".join(map(str, entry.get("flags", [])))
+            if sid in refused:
+                rows.append([sid, *[""] * len(notebooks), "", _num(max_score), "", flag_text, str(entry["status"])])
+                continue
             try:
                 sub = gb.find_submission(assignment, sid)
             except MissingEntry:
@@ -128,3 +136,57 @@ def grade_table(course: Course, assignment: str, students: list[str] | None = No
 def _num(x) -> str:
     x = float(x or 0.0)
     return str(int(x)) if x == int(x) else f"{x:.2f}"
+
+
+EXERCISE_HEADER = ["notebook", "cell", "points", "students_passed", "students_graded", "median_score"]
+
+
+def exercise_table(db_url: str, course_id: str, assignment: str,
+                   students: list[str]) -> tuple[list[str], list[list]]:
+    """How the class did, per exercise: header and rows, read from the gradebook.
+
+    One row per autograded test cell (``cell`` its grade_id; ``points``;
+    ``students_passed``: how many of ``students`` have its full score, manual
+    overrides included; ``students_graded``), then one row per notebook
+    (``cell`` = ``(notebook)``; ``points`` its maximum; ``students_passed``:
+    how many have every point of it; ``median_score`` of the notebook, written
+    answers included once graded).  ``students`` are those whose grading
+    succeeded (the grade table's ``graded`` rows); failed students would count
+    as zeros and are left out.
+    """
+    import statistics
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = []
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            a = gb.find_assignment(assignment)
+        except MissingEntry:
+            return EXERCISE_HEADER, []
+        for nb in sorted(a.notebooks, key=lambda n: n.name):
+            tests = sorted((c for c in nb.grade_cells if c.cell_type == "code"), key=lambda c: _natural(c.name))
+            passed = {c.name: 0 for c in tests}
+            scores, full = [], 0
+            for sid in students:
+                try:
+                    snb = gb.find_submission_notebook(nb.name, assignment, sid)
+                except MissingEntry:
+                    continue
+                scores.append(float(snb.score or 0.0))
+                full += float(snb.score or 0.0) >= float(nb.max_score or 0.0)
+                for g in snb.grades:
+                    if g.name in passed and g.max_score and float(g.score or 0.0) >= float(g.max_score):
+                        passed[g.name] += 1
+            for c in tests:
+                rows.append([nb.name, c.name, _num(c.max_score), passed[c.name], len(scores), ""])
+            rows.append([nb.name, "(notebook)", _num(nb.max_score), full, len(scores),
+                         _num(statistics.median(scores)) if scores else ""])
+    return EXERCISE_HEADER, rows
+
+
+def _natural(name: str) -> list:
+    """Sort key: ex2 before ex10."""
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]

@@ -14,7 +14,7 @@ from traitlets import Bool, Int, Unicode
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from . import verify
+from . import render, verify
 from .sandbox import DEFAULT_UID_BASE, Limits, execute_notebook
 
 
@@ -44,6 +44,8 @@ class SandboxedExecute(NbGraderPreprocessor):
                                assignment=self.assignment, uid_base=self.uid_base)
         finding = {"notebook": name, "status": run.status, "seconds": round(run.seconds, 1),
                    "truncated_cells": run.truncated_cells, "killed_processes": run.killed_processes,
+                   "restarted_after": run.restarted_after, "late_display_updates": run.late_display_updates,
+                   "hooks_reset": {str(k): v for k, v in run.hooks_reset.items()}, "memory": run.memory,
                    "flags": [], "checks": {}}
         problems = verify.merge_outputs(trusted, run.notebook) if run.notebook is not None else [run.status]
         if problems:
@@ -53,14 +55,24 @@ class SandboxedExecute(NbGraderPreprocessor):
             finding["checks"][v.grade_id] = "passed" if v.passed else f"failed: {v.reason}"
             if v.silent_failure and not problems and run.ok:
                 finding["flags"].append(f"check-failed-silently:{v.grade_id}")
+            if v.malformed:
+                finding["flags"].append(f"malformed-evidence:{v.grade_id}")
         for gid in verdict.missing:
             finding["checks"][gid] = "failed: test cell missing"
+        if render.sanitize_notebook(trusted):     # what the Formgrader and the feedback will render
+            finding["flags"].append("active-content")
         if run.truncated_cells:
             finding["flags"].append("output-bomb")
         if run.timed_out_cells:
             finding["flags"].append("cell-timeout")
         if run.killed_processes:
             finding["flags"].append("stray-processes")
+        if run.late_display_updates:
+            finding["flags"].append("late-display-update")
+        for what in dict.fromkeys(w for cell in sorted(run.hooks_reset) for w in run.hooks_reset[cell]):
+            finding["flags"].append(f"hooks-reset:{what}")
+        if run.memory.get("oom_kills"):
+            finding["flags"].append("memory-limit")
         if not run.ok:
             finding["flags"].append("kernel-died" if run.status == "kernel died" else "execution-failed")
         self._report(finding)

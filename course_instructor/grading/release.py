@@ -69,8 +69,9 @@ def generate(course: Course, assignment: str, out_dir: Path, db_url: str | None 
     """
     course.ensure_build()
     sources = {p.name: p for p in course.source_notebooks(assignment)}
+    # outputs are cleared here only: the Formgrader and the feedback show the graded outputs
     args = ["generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={out_dir}",
-            "--log-level=WARN"]
+            "--ClearOutputPreprocessor.enabled=True", "--log-level=WARN"]
     if db_url:
         args.append(f"--CourseDirectory.db_url={db_url}")
     code, out = run_nbgrader(course, args)

@@ -28,7 +28,17 @@ What the sandbox (bubblewrap, Debian package ``bubblewrap``) gives the code insi
   with ``MemoryError``), number of processes/threads of that user id (a fork
   bomb stops there, and the runner kills any process the kernel starts),
   size of any file it writes; and, enforced by the grader
-  outside, a wall-clock limit and a cap on the bytes read back.
+  outside, a wall-clock limit and a cap on the bytes read back;
+* a limit on the memory of the whole sandbox (all its processes together,
+  ``Limits.total_memory_bytes``), on top of the per-process address space: see
+  :class:`MemoryGuard`.  Where the grader may create one, a memory cgroup
+  (cgroup v1 memory controller, or a cgroup v2 / a systemd scope) holds the
+  sandbox's first process before it becomes bwrap, so every process inside is
+  in it; the kernel's OOM killer then ends the largest process inside when the
+  sandbox goes over.  Elsewhere a watchdog thread of the grader sums the
+  memory of the sandbox's processes (proportional set size from /proc, or
+  resident size) five times a second and kills the largest one when the sum
+  is over the limit.  The run result says which mechanism was in force.
 
 The protocol is the module :mod:`.runner`'s: JSON request in, JSON result out.
 """
@@ -93,6 +103,8 @@ class Limits:
     result_bytes: int = 128 * MiB      # largest executed notebook read back
     cell_output_bytes: int = 2 * MiB   # output kept per cell; the rest is cut (by the runner)
     cell_timeout: int = 120            # seconds per cell before it is interrupted
+    total_memory_bytes: int = 6 * GiB  # all processes of one sandbox together (cgroup or watchdog)
+    memory_guard: str = "auto"         # "auto": a cgroup where possible, else the watchdog; "watchdog"
     wall_seconds: float = 1800.0       # one notebook run, all cells (then the sandbox is killed)
 
     def to_json(self) -> dict:
@@ -108,6 +120,10 @@ class RunResult:
     truncated_cells: list[int] = field(default_factory=list)
     timed_out_cells: list[int] = field(default_factory=list)
     killed_processes: int = 0
+    restarted_after: list[int] = field(default_factory=list)    # cells after which the kernel was replaced
+    late_display_updates: list[int] = field(default_factory=list)  # cells whose outputs a later cell updated
+    hooks_reset: dict[int, list[str]] = field(default_factory=dict)  # test cell -> kernel hooks put back
+    memory: dict = field(default_factory=dict)   # mechanism, limit_bytes, peak_bytes, oom_kills (from outside)
     seconds: float = 0.0
     log_tail: str = ""                 # last lines of the sandbox's stderr (the kernel's own output)
     log_bytes: int = 0
@@ -258,11 +274,15 @@ def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": HOME, "USER": "student", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "TMPDIR": "/tmp", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{HOME}/.matplotlib",
+        # matplotlib's inline backend (headless): plots become image outputs the Formgrader shows
+        "TMPDIR": "/tmp", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "MPLCONFIGDIR": f"{HOME}/.matplotlib",
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "IPYTHONDIR": f"{HOME}/.ipython",
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
         # one thread per kernel: the same floating-point results in every run, serial or parallel
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+        # the notebooks' checkpoints (course_lib.paths): in the writable home, not beside course_lib
+        "COURSE_OUTPUT_DIR": f"{HOME}/build",
         # offline, private caches
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": "/tmp/hf", "HF_DATASETS_CACHE": "/tmp/hf/datasets",
@@ -270,6 +290,278 @@ def sandbox_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update(grading_env())
     env.update(extra or {})
     return env
+
+
+# ---- memory of the whole sandbox -------------------------------------------------------------
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _cgroup_mounts() -> tuple[Path | None, Path | None]:
+    """(the cgroup v1 memory controller's folder, the cgroup v2 folder) this process is in, where mounted."""
+    v1 = v2 = None
+    own_v1 = own_v2 = None
+    for line in _read(Path("/proc/self/cgroup")).splitlines():
+        num, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if "memory" in controllers.split(","):
+            own_v1 = path
+        elif num == "0" and controllers == "":
+            own_v2 = path
+    for line in _read(Path("/proc/self/mountinfo")).splitlines():
+        parts = line.split()
+        if "-" not in parts:
+            continue
+        sep = parts.index("-")
+        root, mount, fstype, superopts = parts[3], parts[4], parts[sep + 1], parts[sep + 3]
+        for own, want in ((own_v1, "cgroup"), (own_v2, "cgroup2")):
+            if own is None or fstype != want or (want == "cgroup" and "memory" not in superopts.split(",")):
+                continue
+            rel = own if root == "/" else (own[len(root):] if own.startswith(root) else None)
+            if rel is None:
+                continue
+            folder = Path(mount) / rel.lstrip("/")
+            if not folder.is_dir():
+                folder = Path(mount)
+            if want == "cgroup":
+                v1 = folder
+            elif "memory" in _read(Path(mount) / "cgroup.controllers").split():
+                v2 = folder
+    return v1, v2
+
+
+def _process_memory(pid: int) -> int:
+    """Bytes of memory ``pid`` uses: its proportional set size where readable, else its resident size."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it (from /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _sweep(parent: Path) -> None:
+    """Remove empty cgroups of graders that were killed before they could (``<key>-<pid>-<n>``, pid gone)."""
+    for leaf in parent.iterdir():
+        parts = leaf.name.rsplit("-", 2)
+        if leaf.is_dir() and len(parts) == 3 and parts[1].isdigit() and not Path(f"/proc/{parts[1]}").exists():
+            if not _read(leaf / "cgroup.procs").strip():
+                with contextlib.suppress(OSError):
+                    leaf.rmdir()
+
+
+class MemoryWatchdog(threading.Thread):
+    """Fallback limit: sum the memory of ``root`` and its descendants; over ``limit``, kill the largest.
+
+    Like the kernel's OOM killer in a cgroup, it ends one process at a time (the
+    largest), so a notebook whose helper processes take too much loses those
+    helpers, not necessarily its kernel.  It polls every ``interval`` seconds:
+    memory that grows faster than that can overshoot the limit briefly (the
+    per-process address-space limit still holds).
+    """
+
+    def __init__(self, root: int, limit: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.limit, self.interval = root, limit, interval
+        self.peak = 0
+        self.kills = 0
+        self._halt = threading.Event()
+
+    def sample(self) -> tuple[int, list[tuple[int, int]]]:
+        sizes = [(_process_memory(pid), pid) for pid in _descendants(self.root)]
+        return sum(size for size, _ in sizes), sorted(sizes, reverse=True)
+
+    def run(self) -> None:
+        import signal
+
+        while not self._halt.is_set():
+            total, sizes = self.sample()
+            self.peak = max(self.peak, total)
+            if total > self.limit and sizes:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(sizes[0][1], signal.SIGKILL)
+                    self.kills += 1
+                continue                     # measure again at once: is it under the limit now?
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+class MemoryGuard:
+    """The total memory limit of one sandbox: a memory cgroup where one can be made, else a watchdog.
+
+    ``wrap(cmd)`` returns the command that starts inside the cgroup (a shell writes
+    its own pid into ``cgroup.procs``, then execs ``cmd``: every process started
+    below inherits the cgroup, and the sandbox cannot leave it: its files
+    belong to root); ``start(proc)`` starts the watchdog where no cgroup was
+    made; ``finish()`` stops it, reads the peak and the OOM kills, kills what
+    is left in the cgroup and removes it.  ``mechanism`` says which limit held:
+    ``cgroup-v1``, ``cgroup-v2``, ``systemd-scope`` or ``watchdog``.
+    """
+
+    _counter = 0
+    _systemd_ok: bool | None = None
+
+    def __init__(self, limit: int, key: str, prefer: str = "auto"):
+        self.limit, self.key = int(limit), key
+        self.cgroup: Path | None = None
+        self.watchdog: MemoryWatchdog | None = None
+        self.mechanism = "watchdog"
+        self.prefix: list[str] = []
+        self._info: dict | None = None
+        MemoryGuard._counter += 1
+        name = f"{key}-{os.getpid()}-{MemoryGuard._counter}"
+        if prefer == "auto":
+            for make in (self._cgroup_v1, self._cgroup_v2, self._systemd_scope):
+                try:
+                    if make(name):
+                        break
+                except OSError:
+                    self._remove_cgroup()
+                    self.cgroup = None
+
+    def _cgroup_v1(self, name: str) -> bool:
+        v1, _ = _cgroup_mounts()
+        if v1 is None:
+            return False
+        parent = v1 / "course-grading"
+        parent.mkdir(exist_ok=True)
+        _sweep(parent)
+        leaf = parent / name
+        if leaf.exists():
+            leaf.rmdir()
+        leaf.mkdir()
+        self.cgroup = leaf
+        (leaf / "memory.limit_in_bytes").write_text(str(self.limit))
+        if (leaf / "memory.memsw.limit_in_bytes").exists():     # no escape into swap
+            with contextlib.suppress(OSError):
+                (leaf / "memory.memsw.limit_in_bytes").write_text(str(self.limit))
+        if int(_read(leaf / "memory.limit_in_bytes") or 0) > self.limit:
+            raise OSError("the memory limit did not take")
+        self.mechanism = "cgroup-v1"
+        return True
+
+    def _cgroup_v2(self, name: str) -> bool:
+        _, v2 = _cgroup_mounts()
+        if v2 is None or not os.access(v2, os.W_OK):
+            return False
+        parent = v2 / "course-grading"
+        parent.mkdir(exist_ok=True)
+        _sweep(parent)
+        for folder in (v2, parent):      # fails (EBUSY) where the grader's own cgroup holds processes
+            if "memory" not in _read(folder / "cgroup.subtree_control").split():
+                (folder / "cgroup.subtree_control").write_text("+memory")
+        leaf = parent / name
+        leaf.mkdir()
+        self.cgroup = leaf
+        (leaf / "memory.max").write_text(str(self.limit))
+        if (leaf / "memory.swap.max").exists():
+            (leaf / "memory.swap.max").write_text("0")
+        self.mechanism = "cgroup-v2"
+        return True
+
+    def _systemd_scope(self, name: str) -> bool:
+        if not Path("/run/systemd/system").is_dir() or not shutil.which("systemd-run"):
+            return False
+        prefix = ["systemd-run", "--scope", "--quiet", "--collect", f"--unit=course-grading-{name}",
+                  "-p", f"MemoryMax={self.limit}", "-p", "MemorySwapMax=0"]
+        if os.geteuid() != 0:
+            prefix.insert(1, "--user")
+        if MemoryGuard._systemd_ok is None:         # does it work here at all (a session bus, rights)?
+            probe = [p for p in prefix if not p.startswith("--unit=")] + ["--", "true"]
+            try:
+                MemoryGuard._systemd_ok = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                MemoryGuard._systemd_ok = False
+        if not MemoryGuard._systemd_ok:
+            return False
+        self.prefix = [*prefix, "--"]
+        self.mechanism = "systemd-scope"
+        return True
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        if self.cgroup is not None:
+            return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.cgroup / "cgroup.procs"), *cmd]
+        return [*self.prefix, *cmd]
+
+    def start(self, proc: subprocess.Popen) -> None:
+        if self.mechanism == "watchdog":
+            self.watchdog = MemoryWatchdog(proc.pid, self.limit)
+            self.watchdog.start()
+
+    def finish(self) -> dict:
+        if self._info is not None:
+            return self._info
+        self._info = info = {"mechanism": self.mechanism, "limit_bytes": self.limit}
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            info.update(peak_bytes=self.watchdog.peak, oom_kills=self.watchdog.kills)
+        elif self.cgroup is not None:
+            peak = _read(self.cgroup / "memory.max_usage_in_bytes") or _read(self.cgroup / "memory.peak")
+            events = _read(self.cgroup / "memory.oom_control") + _read(self.cgroup / "memory.events")
+            kills = [int(v) for k, v in (ln.split()[:2] for ln in events.splitlines() if len(ln.split()) >= 2)
+                     if k == "oom_kill" and v.isdigit()]
+            info.update(peak_bytes=int(peak) if peak.strip().isdigit() else None, oom_kills=sum(kills))
+            self._remove_cgroup()
+        return info
+
+    def _remove_cgroup(self) -> None:
+        import signal
+
+        if self.cgroup is None or not self.cgroup.exists():
+            return
+        for _ in range(100):
+            try:
+                self.cgroup.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:       # processes left (the sandbox's are ending): kill them, try again
+                for pid in _read(self.cgroup / "cgroup.procs").split():
+                    with contextlib.suppress(OSError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+                time.sleep(0.05)
+
+
+def memory_mechanism(limits: Limits | None = None) -> str:
+    """Which total memory limit a sandbox gets on this machine (made and removed at once), in words."""
+    limits = limits or Limits()
+    guard = MemoryGuard(limits.total_memory_bytes, "probe", limits.memory_guard)
+    info = guard.finish()
+    where = {"cgroup-v1": "a cgroup v1 memory limit", "cgroup-v2": "a cgroup v2 memory limit",
+             "systemd-scope": "a systemd scope's MemoryMax",
+             "watchdog": "the grader's watchdog (no memory cgroup could be made here)"}[info["mechanism"]]
+    return f"{limits.total_memory_bytes / GiB:.1f} GiB per sandbox, all processes together: {where}"
 
 
 # ---- running ---------------------------------------------------------------------------------
@@ -322,7 +614,9 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
         lease = _UidLease(uid_base, slot) if os.geteuid() == 0 else contextlib.nullcontext()
         with lease as uid:
             cmd = sandbox_command(inner, slot=slot, limits=limits, env=run_env, uid_base=uid_base, uid=uid)
-            return _run(cmd, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, request, limits, None)
+            guard = MemoryGuard(limits.total_memory_bytes, f"uid{uid}" if uid is not None else f"slot{slot}",
+                                limits.memory_guard)
+            return _run(cmd, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, request, limits, None, guard)
     import tempfile
     tmp_home = tempfile.mkdtemp(prefix="grading-unsandboxed-")
     home = Path(tmp_home)
@@ -331,17 +625,30 @@ def execute_notebook(nb: dict, *, limits: Limits, slot: int = 0, sandbox: bool =
     request["cwd"] = str(workdir_path)
     run_env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
                    JUPYTER_RUNTIME_DIR=str(home / "runtime"), HF_HOME=str(home / "hf"),
-                   HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home))
-    return _run(inner, run_env, request, limits, tmp_home)
+                   HF_DATASETS_CACHE=str(home / "hf" / "datasets"), TMPDIR=str(home),
+                   COURSE_OUTPUT_DIR=str(home / "build"))
+    guard = MemoryGuard(limits.total_memory_bytes, f"unsandboxed-slot{slot}", limits.memory_guard)
+    return _run(inner, run_env, request, limits, tmp_home, guard)
 
 
-def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_home: str | None) -> RunResult:
+def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_home: str | None,
+         guard: MemoryGuard) -> RunResult:
     t0 = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=popen_env, start_new_session=True, cwd="/")
+        proc = subprocess.Popen(guard.wrap(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=popen_env, start_new_session=True, cwd="/")
     except FileNotFoundError as e:
+        guard.finish()
         raise SandboxUnavailable(f"cannot start the sandbox ({e.filename} missing): {INSTALL_HINT}") from None
+    try:
+        guard.start(proc)
+        return _finish_run(proc, request, limits, tmp_home, guard, t0)
+    finally:
+        guard.finish()        # (already done on the normal path) the cgroup never outlives the run
+
+
+def _finish_run(proc: subprocess.Popen, request: dict, limits: Limits, tmp_home: str | None,
+                guard: MemoryGuard, t0: float) -> RunResult:
     out = _CappedReader(proc.stdout, limits.result_bytes + 1)
     err = _CappedReader(proc.stderr, 64 * 1024, tail=True)
     out.start()
@@ -360,10 +667,11 @@ def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_hom
         kill_group(proc)
     out.join(timeout=30)
     err.join(timeout=30)
+    memory = guard.finish()
     if tmp_home:
         shutil.rmtree(tmp_home, ignore_errors=True)
     res = RunResult(status="ok", seconds=time.monotonic() - t0,
-                    log_tail=err.data.decode("utf-8", "replace"), log_bytes=err.total)
+                    log_tail=err.data.decode("utf-8", "replace"), log_bytes=err.total, memory=memory)
     if timed_out:
         res.status = f"timeout (the notebook ran longer than {limits.wall_seconds:.0f} s)"
         return res
@@ -371,7 +679,7 @@ def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_hom
         res.status = f"output too large (more than {limits.result_bytes // MiB} MiB)"
         return res
     try:
-        reply = json.loads(out.data.decode("utf-8"))
+        reply = json.loads(out.data.decode("utf-8"), parse_int=_parse_int)
         if not isinstance(reply, dict) or not isinstance(reply.get("notebook"), dict):
             raise ValueError("no notebook in the reply")
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
@@ -386,7 +694,29 @@ def _run(cmd: list[str], popen_env: dict, request: dict, limits: Limits, tmp_hom
     res.truncated_cells = [int(i) for i in reply.get("truncated_cells", []) if isinstance(i, int)][:10000]
     res.timed_out_cells = [int(i) for i in reply.get("timed_out_cells", []) if isinstance(i, int)][:10000]
     res.killed_processes = int(reply.get("killed_processes", 0)) if isinstance(reply.get("killed_processes"), int) else 0
+    res.restarted_after = _ints(reply.get("restarted_after"))
+    res.late_display_updates = _ints(reply.get("late_display_updates"))
+    hooks = reply.get("hooks_reset")
+    if isinstance(hooks, dict):
+        for key, what in list(hooks.items())[:10000]:
+            if isinstance(key, str) and key.isdigit() and isinstance(what, list):
+                res.hooks_reset[int(key)] = [_safe_word(w) for w in what[:50] if isinstance(w, str)]
     return res
+
+
+def _ints(value) -> list[int]:
+    return [int(i) for i in value if type(i) is int][:10000] if isinstance(value, list) else []
+
+
+def _safe_word(text: str) -> str:
+    """A name from the (untrusted) reply, fit for a flag: letters, digits, ``._-``, at most 60 characters."""
+    return "".join(ch for ch in text if ch.isascii() and (ch.isalnum() or ch in "._-"))[:60] or "?"
+
+
+def _parse_int(text: str):
+    """An int of the reply; one too long for Python to read (over 4,300 digits) becomes an untagged NaN,
+    which the evidence check rejects as malformed: that cell fails, not the student's whole run."""
+    return int(text) if len(text.lstrip("-")) <= 4000 else float("nan")
 
 
 def check_sandbox(limits: Limits | None = None) -> None:

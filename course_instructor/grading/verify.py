@@ -113,24 +113,32 @@ def evidence_of(cell: dict) -> list[dict]:
     """The evidence entries displayed in a cell's outputs, in order (untrusted shape checked)."""
     found = []
     for out in cell.get("outputs", []):
-        if out.get("output_type") in ("display_data", "execute_result"):
-            entry = out.get("data", {}).get(MIME)
+        if isinstance(out, dict) and out.get("output_type") in ("display_data", "execute_result") \
+                and isinstance(out.get("data"), dict):
+            entry = out["data"].get(MIME)
             if isinstance(entry, dict) and isinstance(entry.get("key"), str) and "value" in entry:
                 found.append(entry)
     return found
 
 
 def strip_evidence(cell: dict) -> None:
-    cell["outputs"] = [o for o in cell.get("outputs", [])
-                       if not (isinstance(o.get("data"), dict) and MIME in o["data"])]
+    outs = cell.get("outputs") if isinstance(cell.get("outputs"), list) else []
+    cell["outputs"] = [o for o in outs if isinstance(o, dict)
+                       and not (isinstance(o.get("data"), dict) and MIME in o["data"])]
+
+
+def _nbgrader(cell: dict) -> dict:
+    m = cell.get("metadata")
+    m = m.get("nbgrader") if isinstance(m, dict) else None
+    return m if isinstance(m, dict) else {}
 
 
 def _grade_id(cell: dict) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return _nbgrader(cell).get("grade_id")
 
 
 def is_autograded_test(cell: dict) -> bool:
-    m = cell.get("metadata", {}).get("nbgrader", {})
+    m = _nbgrader(cell)
     return cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
 
 
@@ -172,25 +180,146 @@ def _is_number(x) -> bool:
     return type(x) in (int, float)
 
 
-def same(expected, got, rtol: float, atol: float) -> bool:
-    """``got`` equals ``expected`` (JSON data from :func:`course_lib.evidence.to_plain`); floats within tolerance."""
+#: Evidence a student's run returns is untrusted data: beyond these bounds it is malformed (and wrong).
+MAX_EVIDENCE_DEPTH = 100            # to_plain nests at most 21 levels (3 JSON levels each)
+MAX_EVIDENCE_ITEMS = 5_000_000      # values in one entry, all levels together
+MAX_EVIDENCE_CHARS = 50_000_000     # characters of the strings of one entry, together
+MAX_INT_BITS = 1024                 # beyond any float (10**400 is forged or broken, not an answer)
+_FLOAT_TAGS = ("nan", "inf", "-inf")
+
+
+def _float_of(x) -> float | None:
+    """``x`` (an int or a float, type already checked) as a finite float, or None."""
+    if type(x) is int and x.bit_length() > 1000:      # beyond any float: 2**1024 overflows
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def _same(expected, got, rtol: float, atol: float, depth: int) -> bool:
+    if depth > MAX_EVIDENCE_DEPTH:
+        return False
     if type(expected) is float:
-        return _is_number(got) and math.isfinite(got) and abs(got - expected) <= atol + rtol * abs(expected)
+        if not _is_number(got):
+            return False
+        g = _float_of(got)
+        return g is not None and abs(g - expected) <= atol + rtol * abs(expected)
     if type(expected) in (bool, int, str) or expected is None:
         return type(got) is type(expected) and got == expected
     if type(expected) is list:
         return type(got) is list and len(got) == len(expected) and \
-            all(same(e, g, rtol, atol) for e, g in zip(expected, got))
+            all(_same(e, g, rtol, atol, depth + 1) for e, g in zip(expected, got))
     if type(expected) is dict:
-        if type(got) is not dict or set(got) != set(expected):
+        if type(got) is not dict or len(got) != len(expected) or \
+                any(type(k) is not str for k in got) or set(got) != set(expected):
             return False
         if "__unsupported__" in expected:
             return False
         if "__tensor__" in expected:
-            return got["__tensor__"] == expected["__tensor__"] and got.get("shape") == expected.get("shape") \
-                and same(expected["data"], got.get("data"), rtol, atol)
-        return all(same(expected[k], got[k], rtol, atol) for k in expected)
+            return _same(expected["__tensor__"], got["__tensor__"], 0.0, 0.0, depth + 1) \
+                and _same(expected.get("shape"), got.get("shape"), 0.0, 0.0, depth + 1) \
+                and _same(expected["data"], got.get("data"), rtol, atol, depth + 1)
+        return all(_same(expected[k], got[k], rtol, atol, depth + 1) for k in expected)
     return False
+
+
+def same(expected, got, rtol: float, atol: float) -> bool:
+    """``got`` equals ``expected`` (JSON data from :func:`course_lib.evidence.to_plain`); floats within tolerance.
+
+    Total: whatever ``got`` is (a huge int, nesting deeper than Python's
+    recursion limit, objects of any type, non-finite floats), the answer is
+    True or False, never an exception.  ``rtol``/``atol`` are the solution's;
+    tolerances that are not finite non-negative numbers make everything differ.
+    """
+    try:
+        if not (_is_number(rtol) and _is_number(atol)):
+            return False
+        rtol, atol = float(rtol), float(atol)
+        if not (math.isfinite(rtol) and math.isfinite(atol) and rtol >= 0 and atol >= 0):
+            return False
+        return bool(_same(expected, got, rtol, atol, 0))
+    except (RecursionError, OverflowError, TypeError, ValueError, MemoryError, ArithmeticError):
+        return False
+
+
+def malformed(value) -> str:
+    """Why ``value`` is not evidence :func:`course_lib.evidence.to_plain` can produce ("" if it is).
+
+    Walks the value without recursion, within :data:`MAX_EVIDENCE_DEPTH`,
+    :data:`MAX_EVIDENCE_ITEMS` and :data:`MAX_EVIDENCE_CHARS`.  A malformed
+    value was forged or broken in the student's kernel (or is absurdly big):
+    it scores 0 and the cell is flagged ``malformed-evidence``.
+    """
+    try:
+        return _malformed(value)
+    except (RecursionError, OverflowError, TypeError, ValueError, MemoryError, ArithmeticError) as e:
+        return f"unreadable ({type(e).__name__})"
+
+
+def _malformed(value) -> str:
+    stack = [(value, 0)]
+    items = chars = 0
+    while stack:
+        v, depth = stack.pop()
+        items += 1
+        if items > MAX_EVIDENCE_ITEMS:
+            return f"more than {MAX_EVIDENCE_ITEMS} values"
+        if depth > MAX_EVIDENCE_DEPTH:
+            return f"nested deeper than {MAX_EVIDENCE_DEPTH}"
+        t = type(v)
+        if v is None or t is bool:
+            continue
+        if t is int:
+            if v.bit_length() > MAX_INT_BITS:
+                return "an integer too large"
+            continue
+        if t is float:
+            if not math.isfinite(v):
+                return "an untagged non-finite float"
+            continue
+        if t is str:
+            chars += len(v)
+            if chars > MAX_EVIDENCE_CHARS:
+                return f"more than {MAX_EVIDENCE_CHARS} characters"
+            continue
+        if t is list:
+            if len(v) > MAX_EVIDENCE_ITEMS:
+                return f"more than {MAX_EVIDENCE_ITEMS} values"
+            stack.extend((x, depth + 1) for x in v)
+            continue
+        if t is not dict:
+            return f"a value of type {t.__name__}"
+        if any(type(k) is not str for k in v):
+            return "a dict with keys that are not strings"
+        keys = set(v)
+        if keys == {"__float__"}:
+            if v["__float__"] not in _FLOAT_TAGS:
+                return "an unknown float tag"
+        elif keys == {"__unsupported__"}:
+            if type(v["__unsupported__"]) is not str:
+                return "an unsupported-type tag that is not a string"
+            stack.append((v["__unsupported__"], depth + 1))
+        elif keys in ({"__dict__"}, {"__frame__"}):
+            pairs = v["__dict__"] if "__dict__" in v else v["__frame__"]
+            if type(pairs) is not list or len(pairs) > MAX_EVIDENCE_ITEMS:
+                return "a dict or frame tag without a list of pairs"
+            for pair in pairs:
+                if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str:
+                    return "a dict or frame tag with a malformed pair"
+                stack.append((pair[1], depth + 2))
+                stack.append((pair[0], depth + 2))
+        elif keys == {"__tensor__", "shape", "data"}:
+            shape, data = v["shape"], v["data"]
+            if type(v["__tensor__"]) is not str or type(shape) is not list or len(shape) > 64 \
+                    or any(type(n) is not int or not 0 <= n <= 2 ** 62 for n in shape):
+                return "a tensor tag with a malformed dtype or shape"
+            if type(data) is not list or math.prod(shape) != len(data):
+                return "a tensor tag whose data does not fit its shape"
+            stack.append((v["__tensor__"], depth + 1))
+            stack.extend((x, depth + 2) for x in data)
+        else:
+            return "a dict that is not one of the evidence tags"
+    return ""
 
 
 @dataclass
@@ -199,6 +328,7 @@ class CellVerdict:
     passed: bool
     reason: str = ""
     kernel_error: bool = False     # the kernel itself showed an error or stderr in this cell
+    malformed: bool = False        # its evidence was not plain data to_plain makes (forged, broken, absurdly big)
 
     @property
     def silent_failure(self) -> bool:
@@ -211,33 +341,54 @@ class NotebookVerdict:
     missing: list[str] = field(default_factory=list)    # test cells not in the notebook
 
 
+def _judge(cell: dict, want_all: list[dict]) -> tuple[str, bool]:
+    """(why the cell's evidence fails, "" if it passes; whether the evidence was malformed)."""
+    got: dict[str, dict] = {}
+    for entry in evidence_of(cell):
+        got.setdefault(entry["key"], entry)     # the first value recorded under a key counts
+    for want in want_all:
+        entry = got.get(want["key"])
+        if entry is None:
+            return f"no result recorded for {want['key']!r}", False
+        # the tolerances are the solution's (want); whatever the student's entry says is ignored
+        if not same(want["value"], entry["value"], want["rtol"], want["atol"]):
+            why = malformed(entry["value"])
+            if why:
+                return f"{want['key']!r} is not a plain value: {why}", True
+            return f"{want['key']!r} differs from the expected result", False
+    return "", False
+
+
 def check_test_cells(nb: dict, expected: dict[str, list[dict]]) -> NotebookVerdict:
-    """Check every autograded test cell of ``nb`` (in place: evidence removed, failures marked)."""
+    """Check every autograded test cell of ``nb`` (in place: evidence removed, failures marked).
+
+    Never raises for anything the student's run put in the outputs: a cell
+    whose evidence cannot be read or compared is wrong, and ``malformed``.
+    """
     verdict = NotebookVerdict()
     seen = set()
     for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        if not isinstance(cell.get("outputs"), list):
+            cell["outputs"] = []
+        cell["outputs"] = [o for o in cell["outputs"] if isinstance(o, dict)]
         gid = _grade_id(cell)
-        if not is_autograded_test(cell) or gid in seen:
+        if not is_autograded_test(cell) or not isinstance(gid, str) or gid in seen:
             strip_evidence(cell)            # evidence anywhere else counts for nothing
             continue
         seen.add(gid)
         kernel_error = any(o.get("output_type") == "error" or
                            (o.get("output_type") == "stream" and o.get("name") == "stderr")
-                           for o in cell.get("outputs", []))
-        got: dict[str, dict] = {}
-        for entry in evidence_of(cell):
-            got.setdefault(entry["key"], entry)     # the first value recorded under a key counts
-        reason = "" if gid in expected else "the grader has no expected result for this test cell"
-        for want in expected.get(gid, []):
-            entry = got.get(want["key"])
-            if entry is None:
-                reason = f"no result recorded for {want['key']!r}"
-                break
-            if not same(want["value"], entry["value"], want["rtol"], want["atol"]):
-                reason = f"{want['key']!r} differs from the expected result"
-                break
+                           for o in cell["outputs"])
+        bad = False
+        if gid not in expected:
+            reason = "the grader has no expected result for this test cell"
+        else:
+            try:
+                reason, bad = _judge(cell, expected[gid])
+            except Exception as e:          # untrusted data: never let it stop the other cells
+                reason, bad = f"its evidence could not be read ({type(e).__name__})", True
         strip_evidence(cell)
         # numbers returned by a test cell would be read by nbgrader as partial credit: never here
         cell["outputs"] = [o for o in cell["outputs"] if not _numeric_result(o)]
@@ -245,15 +396,15 @@ def check_test_cells(nb: dict, expected: dict[str, list[dict]]) -> NotebookVerdi
             cell["outputs"].insert(0, {"output_type": "error", "ename": "GraderCheckFailed",
                                        "evalue": f"the grader's check of this exercise failed: {reason}",
                                        "traceback": [f"GraderCheckFailed: {reason}"]})
-        verdict.cells.append(CellVerdict(gid, not reason, reason, kernel_error))
+        verdict.cells.append(CellVerdict(gid, not reason, reason, kernel_error, bad))
     verdict.missing = sorted(set(expected) - seen)
     return verdict
 
 
 def _numeric_result(out: dict) -> bool:
-    if out.get("output_type") != "execute_result":
+    if out.get("output_type") != "execute_result" or not isinstance(out.get("data"), dict):
         return False
-    text = _text(out.get("data", {}).get("text/plain"))
+    text = _text(out["data"].get("text/plain"))
     try:
         float(text)
         return True
