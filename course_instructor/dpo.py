@@ -11,7 +11,9 @@ Every hyperparameter is named once in :class:`DPOSettings`; the steps are
 marked in :func:`train_dpo`:
 
 1. **pairs**          two reference samples per prompt, scored, ordered
-   (:func:`build_preference_pairs`);
+   (:func:`build_preference_pairs`); optionally more samples per prompt
+   (the best and the worst are paired) and further rounds whose pairs are
+   sampled from the policy trained so far (iterative or "online" DPO);
 2. **reference log-probabilities**  ``log pi_ref(y | x)`` of both responses,
    once (the reference never changes);
 3. **optimisation**   epochs of shuffled mini-batches of the sigmoid DPO loss
@@ -46,7 +48,12 @@ class DPOSettings:
                         0.1)
     label_smoothing: float = _help("probability that a pair's label is wrong (conservative DPO; 0 = plain DPO)",
                                    0.0)
-    prompts: int = _help("training prompts, each giving one pair (two reference samples)", 1024)
+    prompts: int = _help("training prompts per round, each giving one pair", 1024)
+    samples_per_prompt: int = _help("responses drawn per prompt; the pair is the best and the worst by the "
+                                    "classifier (2 = the DPO paper's pairs)", 2)
+    rounds: int = _help("rounds of sampling: round 1 samples the reference (offline DPO, the DPO paper's "
+                        "setting); each later round samples the policy trained so far on fresh prompts "
+                        "(iterative, 'online' DPO), always against the same reference", 1)
     epochs: int = _help("passes over the pairs", 2)
     mini_batch_size: int = _help("pairs per gradient step", 32)
     learning_rate: float = _help("Adam's step size (on the LoRA adapter)", 5e-4)
@@ -60,6 +67,10 @@ class DPOSettings:
             raise ValueError(f"beta must be positive, got {self.beta}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt must be at least 2 (a pair), got {self.samples_per_prompt}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
         if self.mini_batch_size < 1 or self.prompts < self.mini_batch_size:
             raise ValueError(f"need 1 <= mini_batch_size <= prompts, got {self.mini_batch_size} and {self.prompts}")
 
@@ -154,27 +165,62 @@ def sample_responses(model, tokenizer, queries: Sequence, lengths: Sequence[int]
 
 
 # ---- the training run ------------------------------------------------------------------------
+def _pairs_of_round(model, tokenizer, cfg, hp, queries, query_texts, lengths, sentiment_pipe, from_reference):
+    """Step 1 of one round: ``samples_per_prompt`` samples per prompt, scored; the best and the worst paired."""
+    from course_lib.reward import sentiment_scores
+
+    gen = cfg.generation_kwargs(tokenizer)
+    samples, scores = [], []
+    for _ in range(hp.samples_per_prompt):
+        if from_reference:
+            with model.disable_adapter():
+                drawn = sample_responses(model, tokenizer, queries, lengths, gen)
+        else:
+            drawn = sample_responses(model, tokenizer, queries, lengths, gen)
+        texts = tokenizer.batch_decode(drawn, skip_special_tokens=True)
+        samples.append(drawn)
+        scores.append(sentiment_scores(sentiment_pipe, [q + t for q, t in zip(query_texts, texts)],
+                                       hp.target_label, cfg.sent_kwargs))
+    if hp.samples_per_prompt == 2:
+        pairs = build_preference_pairs(samples[0], samples[1], scores[0], scores[1])
+    else:
+        best = [max(range(len(scores)), key=lambda k: scores[k][i]) for i in range(len(queries))]
+        worst = [min(range(len(scores)), key=lambda k: scores[k][i]) for i in range(len(queries))]
+        pairs = build_preference_pairs([samples[k][i] for i, k in enumerate(best)],
+                                       [samples[k][i] for i, k in enumerate(worst)],
+                                       [scores[k][i] for i, k in enumerate(best)],
+                                       [scores[k][i] for i, k in enumerate(worst)])
+    pairs["chosen_score"] = [max(col) for col in zip(*scores)]
+    pairs["rejected_score"] = [min(col) for col in zip(*scores)]
+    return pairs
+
+
 def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, progress=None,
               pairs_cache: dict | None = None):
-    """DPO on ``settings.prompts`` training prompts; returns ``(model, records, info)``.
+    """DPO on ``settings.prompts`` training prompts per round; returns ``(model, records, info)``.
 
     ``cfg``: the lab's ``LabConfig`` (models, sampling settings, response
     lengths); ``prompts``: a dataset from ``course_lib.data.build_dataset``.
     ``model`` is the PEFT policy; ``records`` one dict per gradient step;
     ``info`` the totals: ``train_seconds`` (pairs included), ``samples`` (the
-    responses drawn: 2 per prompt), ``pairs``.
+    responses drawn), ``pairs``.
+
+    With ``rounds=1`` this is the DPO paper's offline DPO: every pair comes
+    from the reference, drawn before any training.  Each further round uses
+    the next ``prompts`` prompts, draws its pairs from the policy as trained
+    so far, and trains on them (the reference, and so the loss, stay the
+    same).
 
     ``pairs_cache``: a dict shared by several runs on the same prompts (a
-    sweep over beta): the pairs and the reference's log-probabilities do not
-    depend on beta, so they are made once and reused.  ``train_seconds``
-    still counts the time the first run spent making them, as a run of its
-    own would.
+    sweep over beta): round 1's pairs and the reference's log-probabilities
+    do not depend on beta, so they are made once and reused.
+    ``train_seconds`` still counts the time the first run spent making them,
+    as a run of its own would.
     """
     import numpy as np
     import torch
 
     from course_lib.data import numpy_seed
-    from course_lib.reward import sentiment_scores
     from course_lib.train import response_length_sampler, set_seed
 
     hp = settings
@@ -182,72 +228,77 @@ def train_dpo(settings: DPOSettings, cfg, tokenizer, prompts, sentiment_pipe, pr
     set_seed(hp.seed)
     model = lora_policy(cfg.policy_model, hp.lora_r, hp.lora_alpha)
     pad = tokenizer.eos_token_id
-    n = min(hp.prompts, len(prompts))
-    rows = prompts.select(range(n))
-    queries, query_texts = list(rows["input_ids"]), list(rows["query"])
-    queries = [torch.as_tensor(q) for q in queries]
+    n = min(hp.prompts, len(prompts) // hp.rounds)
+    if n < hp.mini_batch_size:
+        raise ValueError(f"{len(prompts)} prompts are too few for {hp.rounds} round(s) of {hp.mini_batch_size}")
     sampler = response_length_sampler(cfg)
-    with numpy_seed(hp.seed):
-        lengths = [sampler() for _ in queries]
-
-    model.eval()
-    key = (n, hp.seed, hp.target_label, tuple(query_texts[:4]))
-    if pairs_cache is not None and key in pairs_cache:
-        chosen, rejected, ref_chosen, ref_rejected, pairs, scores, pairs_seconds = pairs_cache[key]
-    else:
-        # ---- 1. pairs: two samples of the reference per prompt, ordered by the classifier ----
-        gen = cfg.generation_kwargs(tokenizer)
-        with model.disable_adapter():
-            samples = [sample_responses(model, tokenizer, queries, lengths, gen) for _ in range(2)]
-        texts = [tokenizer.batch_decode(s, skip_special_tokens=True) for s in samples]
-        scores = [sentiment_scores(sentiment_pipe, [q + t for q, t in zip(query_texts, ts)], hp.target_label,
-                                   cfg.sent_kwargs) for ts in texts]
-        pairs = build_preference_pairs(samples[0], samples[1], scores[0], scores[1])
-        chosen, rejected = pairs["chosen"], pairs["rejected"]
-
-        # ---- 2. reference log-probabilities, once ----
-        with torch.no_grad(), model.disable_adapter():
-            ref_chosen = sequence_logprobs(model, queries, chosen, pad)
-            ref_rejected = sequence_logprobs(model, queries, rejected, pad)
-        pairs_seconds = time.perf_counter() - t_start
-        if pairs_cache is not None:
-            pairs_cache[key] = (chosen, rejected, ref_chosen, ref_rejected, pairs, scores, pairs_seconds)
-    t_optimise = time.perf_counter()
-
-    # ---- 3. optimisation: epochs of shuffled mini-batches of the DPO loss ----
-    # (the model stays in eval mode, as in the course's PPO: no dropout, so CPU runs repeat exactly)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
     rng = np.random.default_rng(hp.seed)
-    records = []
-    for epoch in range(hp.epochs):
-        order = rng.permutation(n)
-        for start in range(0, n - hp.mini_batch_size + 1, hp.mini_batch_size):
-            idx = order[start:start + hp.mini_batch_size]
-            q = [queries[i] for i in idx]
-            logps = sequence_logprobs(model, q + q, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad)
-            pol_chosen, pol_rejected = logps[:len(idx)], logps[len(idx):]
-            losses, r_chosen, r_rejected = dpo_loss(pol_chosen, pol_rejected, ref_chosen[idx], ref_rejected[idx],
-                                                    hp.beta, hp.label_smoothing)
-            loss = losses.mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            # ---- 4. statistics (trl's names) ----
-            records.append({"step": len(records) + 1, "epoch": epoch,
-                            "loss": loss.item(),
-                            "rewards/chosen": float(r_chosen.mean()),
-                            "rewards/rejected": float(r_rejected.mean()),
-                            "rewards/accuracies": float((r_chosen > r_rejected).float().mean()),
-                            "rewards/margins": float((r_chosen - r_rejected).mean()),
-                            "logps/chosen": pol_chosen.mean().item(),
-                            "logps/rejected": pol_rejected.mean().item()})
-            if progress and len(records) % 10 == 0:
-                progress(f"  DPO step {len(records)}: loss {loss:.3f} "
-                         f"accuracy {records[-1]['rewards/accuracies']:.2f}")
+    records, rounds, pairs_seconds, credited = [], [], 0.0, 0.0
+    for rnd in range(hp.rounds):
+        t_round = time.perf_counter()
+        rows = prompts.select(range(rnd * n, (rnd + 1) * n))
+        queries = [torch.as_tensor(q) for q in rows["input_ids"]]
+        query_texts = list(rows["query"])
+        with numpy_seed(hp.seed + rnd):
+            lengths = [sampler() for _ in queries]
+
+        model.eval()
+        key = (n, hp.seed, hp.samples_per_prompt, hp.target_label, tuple(query_texts[:4]))
+        if rnd == 0 and pairs_cache is not None and key in pairs_cache:
+            chosen, rejected, ref_chosen, ref_rejected, pairs, seconds = pairs_cache[key]
+            credited += seconds  # counted as if this run had made them
+        else:
+            # ---- 1. pairs: samples per prompt (the reference's in round 1), ordered by the classifier ----
+            pairs = _pairs_of_round(model, tokenizer, cfg, hp, queries, query_texts, lengths, sentiment_pipe,
+                                    from_reference=rnd == 0)
+            chosen, rejected = pairs["chosen"], pairs["rejected"]
+
+            # ---- 2. reference log-probabilities, once per pair ----
+            with torch.no_grad(), model.disable_adapter():
+                ref_chosen = sequence_logprobs(model, queries, chosen, pad)
+                ref_rejected = sequence_logprobs(model, queries, rejected, pad)
+            seconds = time.perf_counter() - t_round
+            if rnd == 0 and pairs_cache is not None:
+                pairs_cache[key] = (chosen, rejected, ref_chosen, ref_rejected, pairs, seconds)
+        pairs_seconds += seconds
+        rounds.append({"round": rnd + 1, "sampled": "reference" if rnd == 0 else "policy",
+                       "mean_pair_margin": float(np.mean(pairs["margin"])),
+                       "mean_chosen_score": float(np.mean(pairs["chosen_score"])),
+                       "mean_rejected_score": float(np.mean(pairs["rejected_score"])),
+                       "pair_seconds": round(seconds, 1)})
+
+        # ---- 3. optimisation: epochs of shuffled mini-batches of the DPO loss ----
+        # (the model stays in eval mode, as in the course's PPO: no dropout, so CPU runs repeat exactly)
+        for epoch in range(hp.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n - hp.mini_batch_size + 1, hp.mini_batch_size):
+                idx = order[start:start + hp.mini_batch_size]
+                q = [queries[i] for i in idx]
+                logps = sequence_logprobs(model, q + q, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad)
+                pol_chosen, pol_rejected = logps[:len(idx)], logps[len(idx):]
+                losses, r_chosen, r_rejected = dpo_loss(pol_chosen, pol_rejected, ref_chosen[idx],
+                                                        ref_rejected[idx], hp.beta, hp.label_smoothing)
+                loss = losses.mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                # ---- 4. statistics (trl's names) ----
+                records.append({"step": len(records) + 1, "round": rnd + 1, "epoch": epoch,
+                                "loss": loss.item(),
+                                "rewards/chosen": float(r_chosen.mean()),
+                                "rewards/rejected": float(r_rejected.mean()),
+                                "rewards/accuracies": float((r_chosen > r_rejected).float().mean()),
+                                "rewards/margins": float((r_chosen - r_rejected).mean()),
+                                "logps/chosen": pol_chosen.mean().item(),
+                                "logps/rejected": pol_rejected.mean().item()})
+                if progress and len(records) % 10 == 0:
+                    progress(f"  DPO round {rnd + 1} step {len(records)}: loss {loss:.3f} "
+                             f"accuracy {records[-1]['rewards/accuracies']:.2f}")
     model.eval()
-    info = {"train_seconds": pairs_seconds + time.perf_counter() - t_optimise, "pairs_seconds": pairs_seconds,
-            "samples": 2 * n,
-            "pairs": n, "mean_pair_margin": float(np.mean(pairs["margin"])),
-            "mean_chosen_score": float(np.mean([max(a, b) for a, b in zip(*scores)])),
-            "mean_rejected_score": float(np.mean([min(a, b) for a, b in zip(*scores)]))}
+    info = {"train_seconds": time.perf_counter() - t_start + credited, "pairs_seconds": pairs_seconds,
+            "samples": hp.samples_per_prompt * n * hp.rounds, "pairs": n * hp.rounds, "rounds": rounds,
+            "mean_pair_margin": float(np.mean([r["mean_pair_margin"] for r in rounds])),
+            "mean_chosen_score": float(np.mean([r["mean_chosen_score"] for r in rounds])),
+            "mean_rejected_score": float(np.mean([r["mean_rejected_score"] for r in rounds]))}
     return model, records, info

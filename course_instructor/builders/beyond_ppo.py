@@ -47,7 +47,11 @@ DPO_BETA = (0.003, 0.01, 0.03, 0.1)
 #: so two runs train on twice the pairs: for three epochs at beta 0.01 (measured: it over-optimises, KL 71 nats,
 #: the texts degenerate) and for two epochs at beta 0.03.
 DPO_LONG = ({"name": "dpo-beta0.01-long", "beta": 0.01, "overrides": {"prompts": 2048, "epochs": 3}},
-            {"name": "dpo-beta0.03-2x", "beta": 0.03, "overrides": {"prompts": 2048, "epochs": 2}})
+            {"name": "dpo-beta0.03-2x", "beta": 0.03, "overrides": {"prompts": 2048, "epochs": 2}},
+            # pairs with a wider margin: the best and the worst of four reference samples
+            {"name": "dpo-beta0.01-best4", "beta": 0.01, "overrides": {"samples_per_prompt": 4}},
+            # iterative ("online") DPO: four rounds of 512 prompts, each sampling its pairs from the policy so far
+            {"name": "dpo-beta0.01-online4", "beta": 0.01, "overrides": {"prompts": 512, "rounds": 4}})
 #: GRPO's runs: 8 prompts x 8 samples a step.
 GRPO_SETTINGS = {"steps": 60, "prompts_per_step": 8, "group_size": 8, "epochs_per_step": 2,
                  "learning_rate": 1e-3, "seed": 0}
