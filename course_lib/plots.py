@@ -132,7 +132,8 @@ def plot_seed_spread(groups: dict, key: str = "env/reward_mean", ylabel: str = "
 def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
     """Two judges against the KL to the reference, one marker per method (notebook 5, the DPO paper's Figure 2).
 
-    ``rows``: one dict per run with ``method``, ``kl_to_reference`` (nats),
+    ``rows``: one dict per run with ``method`` (one curve per method, or per
+    ``curve`` when the rows have it: ``online-dpo`` apart from ``dpo``), ``kl_to_reference`` (nats),
     ``reward`` (mean POSITIVE logit), ``vader_positive_rate`` and a ``label``
     (``frontier-runs``' ``summary``).  ``reference``: the untuned model's
     ``mean`` and ``vader_positive_rate``, drawn at KL 0.  Returns the figure.
@@ -142,13 +143,15 @@ def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
     if not rows:
         raise ValueError("no runs to plot")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    markers = {"ppo": "o", "dpo": "s", "grpo": "^"}
+    markers = {"ppo": "o", "dpo": "s", "online-dpo": "D", "grpo": "^"}
+    names = {"dpo": "DPO (offline)", "online-dpo": "DPO (online)"}
     panels = (("reward", "classifier: mean POSITIVE logit"), ("vader_positive_rate", "VADER: share positive"))
     for ax, (key, ylabel) in zip(axes, panels):
-        for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
-            pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["kl_to_reference"])
+        for i, method in enumerate(dict.fromkeys(r.get("curve", r["method"]) for r in rows)):
+            pts = sorted((r for r in rows if r.get("curve", r["method"]) == method),
+                         key=lambda r: r["kl_to_reference"])
             ax.plot([r["kl_to_reference"] for r in pts], [r[key] for r in pts], markers.get(method, "o") + "-",
-                    color=f"C{i}", label=method.upper())
+                    color=f"C{i}", label=names.get(method, method.upper()))
             for r in pts:
                 ax.annotate(r.get("label", ""), (r["kl_to_reference"], r[key]), textcoords="offset points",
                             xytext=(4, -10), fontsize=7, color=f"C{i}")

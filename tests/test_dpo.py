@@ -95,6 +95,10 @@ def test_settings_refuse_bad_values():
         dpo.DPOSettings(beta=0)
     with pytest.raises(ValueError, match="label_smoothing"):
         dpo.DPOSettings(label_smoothing=0.5)
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        dpo.DPOSettings(samples_per_prompt=1)
+    with pytest.raises(ValueError, match="rounds"):
+        dpo.DPOSettings(rounds=0)
     assert dpo.DPOSettings.__dataclass_fields__["beta"].metadata["help"]
 
 
@@ -112,3 +116,38 @@ def test_a_short_dpo_run_raises_the_chosen_margin():
     assert len(records) == 8 and info["samples"] == 128
     assert records[-1]["rewards/margins"] > records[0]["rewards/margins"]
     assert records[-1]["loss"] < records[0]["loss"]
+
+
+@pytest.mark.slow
+def test_iterative_dpo_samples_later_rounds_from_the_policy_on_fresh_prompts(monkeypatch):
+    """rounds=2, four samples per prompt: round 1 from the reference, round 2 from the adapter; best vs worst."""
+    from course_lib.config import make_config
+    from course_lib.data import build_dataset
+    from course_lib.models import load_sentiment_pipeline, load_tokenizer
+
+    cfg = make_config("cpu")
+    tok = load_tokenizer(cfg.policy_model)
+    prompts = build_dataset(cfg, tok)
+    seen = []
+    real = dpo.sample_responses
+
+    def spy(model, tokenizer, queries, lengths, gen_kwargs, batch_size=64):
+        # the adapter is switched off while the reference samples (peft's disable_adapter context)
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        seen.append((len(queries), all(m.disable_adapters for m in layers) and bool(layers),
+                     tokenizer.decode(queries[0])))
+        return real(model, tokenizer, queries, lengths, gen_kwargs, batch_size)
+
+    monkeypatch.setattr(dpo, "sample_responses", spy)
+    settings = dpo.DPOSettings(prompts=32, rounds=2, samples_per_prompt=4, epochs=1, mini_batch_size=16,
+                               learning_rate=1e-3)
+    model, records, info = dpo.train_dpo(settings, cfg, tok, prompts, load_sentiment_pipeline(cfg.reward_model))
+    assert [(n, off) for n, off, _ in seen] == [(32, True)] * 4 + [(32, False)] * 4
+    assert seen[0][2] == prompts[0]["query"] and seen[4][2] == prompts[32]["query"]   # fresh prompts in round 2
+    assert info["samples"] == 2 * 32 * 4 and info["pairs"] == 64 and len(records) == 4
+    assert [r["sampled"] for r in info["rounds"]] == ["reference", "policy"]
+    for r in info["rounds"]:   # the best and the worst of four: the chosen score is the maximum
+        assert r["mean_chosen_score"] - r["mean_rejected_score"] == pytest.approx(r["mean_pair_margin"], abs=1e-5)
+        assert r["mean_pair_margin"] > 0

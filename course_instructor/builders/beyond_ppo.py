@@ -51,7 +51,9 @@ DPO_LONG = ({"name": "dpo-beta0.01-long", "beta": 0.01, "overrides": {"prompts":
             # pairs with a wider margin: the best and the worst of four reference samples
             {"name": "dpo-beta0.01-best4", "beta": 0.01, "overrides": {"samples_per_prompt": 4}},
             # iterative ("online") DPO: four rounds of 512 prompts, each sampling its pairs from the policy so far
-            {"name": "dpo-beta0.01-online4", "beta": 0.01, "overrides": {"prompts": 512, "rounds": 4}})
+            {"name": "dpo-beta0.01-online4", "beta": 0.01, "overrides": {"prompts": 512, "rounds": 4}},
+            {"name": "dpo-beta0.03-online4", "beta": 0.03, "overrides": {"prompts": 512, "rounds": 4}},
+            {"name": "dpo-beta0.1-online4", "beta": 0.1, "overrides": {"prompts": 512, "rounds": 4}})
 #: GRPO's runs: 8 prompts x 8 samples a step.
 GRPO_SETTINGS = {"steps": 60, "prompts_per_step": 8, "group_size": 8, "epochs_per_step": 2,
                  "learning_rate": 1e-3, "seed": 0}
@@ -224,9 +226,17 @@ def do_run(name: str, spec: dict, ctx: dict) -> dict:
     return result
 
 
+def curve(r: dict) -> str:
+    """The frontier curve a run belongs to: its method, with DPO split into offline and online (rounds > 1)."""
+    if r["method"] == "dpo" and r["settings"].get("rounds", 1) > 1:
+        return "online-dpo"
+    return r["method"]
+
+
 def summary_row(r: dict) -> dict:
     t = r["evaluation"]["tuned"]
-    return {"run": r.get("name"), "method": r["method"], r["setting"]: r["value"], "reward": t["mean"],
+    return {"run": r.get("name"), "method": r["method"], "curve": curve(r), r["setting"]: r["value"],
+            "reward": t["mean"],
             "reward_ci95": t["ci95"], "vader_positive_rate": t["vader_positive_rate"],
             "kl_to_reference": t["kl_to_reference"], "distinct_2_ratio": t["distinct_2_ratio"],
             "train_seconds": r["train_seconds"], "samples": r["samples"]}
