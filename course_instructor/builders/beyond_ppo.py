@@ -53,7 +53,9 @@ DPO_LONG = ({"name": "dpo-beta0.01-long", "beta": 0.01, "overrides": {"prompts":
             # iterative ("online") DPO: four rounds of 512 prompts, each sampling its pairs from the policy so far
             {"name": "dpo-beta0.01-online4", "beta": 0.01, "overrides": {"prompts": 512, "rounds": 4}},
             {"name": "dpo-beta0.03-online4", "beta": 0.03, "overrides": {"prompts": 512, "rounds": 4}},
-            {"name": "dpo-beta0.1-online4", "beta": 0.1, "overrides": {"prompts": 512, "rounds": 4}})
+            {"name": "dpo-beta0.1-online4", "beta": 0.1, "overrides": {"prompts": 512, "rounds": 4}},
+            {"name": "dpo-beta0.01-online4-1ep", "beta": 0.01, "overrides": {"prompts": 512, "rounds": 4, "epochs": 1}},
+            {"name": "dpo-beta0.1-online4-1ep", "beta": 0.1, "overrides": {"prompts": 512, "rounds": 4, "epochs": 1}})
 #: GRPO's runs: 8 prompts x 8 samples a step.
 GRPO_SETTINGS = {"steps": 60, "prompts_per_step": 8, "group_size": 8, "epochs_per_step": 2,
                  "learning_rate": 1e-3, "seed": 0}
@@ -311,6 +313,13 @@ def model_card(name: str, run: dict) -> str:
             "grpo": "Group Relative Policy Optimisation (`course_instructor.grpo`): groups of samples per prompt, "
                     "advantages relative to the group, the clipped surrogate per token without a value head and "
                     "the k3 KL to the reference in the loss"}[run["method"]]
+    rounds = run["settings"].get("rounds", 1)
+    if run["method"] == "dpo" and rounds > 1:
+        what = ("iterative (online) Direct Preference Optimisation (`course_instructor.dpo`): the sigmoid DPO loss "
+                f"in {rounds} rounds of {run['settings']['prompts']} fresh training prompts each; round 1's pairs "
+                "are two samples of the reference per prompt, each later round's two samples of the policy trained "
+                "so far, the one with the higher POSITIVE logit of `distilbert-imdb-mini` chosen, always against "
+                "the same reference")
     ok_v, ok_d = t["vader_positive_rate"] >= 0.92, t["distinct_2_ratio"] >= 0.7
     note = ""
     if not ok_v:
@@ -338,8 +347,10 @@ value_head=False)` or with peft's `AutoPeftModelForCausalLM.from_pretrained(fold
 {json.dumps(run['settings'], indent=1)}
 ```
 {run['train_seconds'] / 60:.1f} minutes of training ({run['samples']} samples drawn) on the project's
-shared 2-core build machine, one torch thread.  `training_stats.json` holds
-the per-step statistics.
+shared 2-core build machine, one torch thread; with the evaluation below
+({run.get('eval_seconds', 0) / 60:.1f} min), `make assets ASSET={name}` built it in
+**{(run['train_seconds'] + run.get('eval_seconds', 0)) / 60:.1f} minutes** (the course's aim: at most 20).
+`training_stats.json` holds the per-step statistics.
 
 ## Evaluation ({EVAL_PROMPTS} held-out prompts from IMDb test reviews, seed {EVAL_SEED}, as the PPO cards)
 
