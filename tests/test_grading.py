@@ -256,7 +256,7 @@ def test_solutions_declare_autograded_and_written_exercises():
                 top_level = [line for line in block.splitlines() if line and not line[0].isspace()]
                 assert set(top_level) <= {"def _hidden_test():", "try:", "finally:"}, \
                     f"{name}: {m['grade_id']}: hidden-test code outside _hidden_test(): {top_level}"
-                assert not re.search(r"course_instructor|\bimport\b.*\breference|reference_\w+\(", block), \
+                assert not re.search(r"course_instructor|\bimport\b.*\breference|\breference_\w+\(", block), \
                     f"{name}: {m['grade_id']}: a hidden test must not compute reference answers in the kernel"
                 assert m.get("locked"), f"{name}: {m['grade_id']} must be read-only"
             elif is_written_answer(cell):

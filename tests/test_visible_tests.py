@@ -52,7 +52,7 @@ def _is_text(node: ast.AST) -> bool:
 
 def test_the_solution_notebooks_have_test_cells():
     cells = [c for p in NOTEBOOKS if p.is_relative_to(ROOT / "solutions") for c in visible_test_cells(p)]
-    assert len(cells) == 15, [gid for gid, _ in cells]
+    assert len(cells) == 20, [gid for gid, _ in cells]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")

@@ -1,6 +1,6 @@
 """Wrong answers are caught, right ones in another style are not: every graded exercise, both judges.
 
-For each of the 15 exercises, ``tests/wrong_answers.py`` holds at least three
+For each of the 20 exercises, ``tests/wrong_answers.py`` holds at least three
 plausible wrong answers and one correct solution written differently from the
 solution notebook's.  Per notebook ONE kernel (``COURSE_GRADING=1``, as in the
 grader: live runs are tiny and the hidden tests record evidence) executes the
@@ -42,6 +42,7 @@ NOTEBOOKS = {
     "2_ppo_happy.ipynb": ["ex5", "ex6", "ex7"],
     "3_evaluate_and_pessimistic.ipynb": ["ex8", "ex9", "ex10"],
     "4_inside_ppo.ipynb": ["ex11", "ex12", "ex13", "ex14", "ex15"],
+    "5_beyond_ppo.ipynb": ["ex16", "ex17", "ex18", "ex19", "ex20"],
 }
 NOTEBOOK_OF = {ex: nb for nb, exs in NOTEBOOKS.items() for ex in exs}
 CELL_TIMEOUT = 600
@@ -177,7 +178,7 @@ def _params():
 
 def test_every_exercise_has_three_wrong_answers_and_a_second_solution():
     exercises = [ex for exs in NOTEBOOKS.values() for ex in exs]
-    assert exercises == [f"ex{i}" for i in range(1, 16)]
+    assert exercises == [f"ex{i}" for i in range(1, 21)]
     for ex in exercises:
         assert len(WRONG[ex]) >= 3, f"{ex}: {len(WRONG[ex])} wrong answers"
         assert len({w.name for w in WRONG[ex]}) == len(WRONG[ex]), f"{ex}: two wrong answers share a name"

@@ -1,4 +1,4 @@
-"""Plausible wrong answers to the 15 graded exercises, and a second correct solution of each.
+"""Plausible wrong answers to the 20 graded exercises, and a second correct solution of each.
 
 Used by ``tests/test_wrong_answers.py``.  Each wrong answer is the kind of slip a
 student makes (an off-by-one shift, the wrong dtype, padding on the wrong side,
@@ -473,6 +473,183 @@ def rloo_advantages(returns):
     return (returns - returns.mean()) / returns.std()
 ''', "others"),
     ],
+    # ---- notebook 5 -------------------------------------------------------------------------
+    "ex16": [
+        Wrong("a tie goes to b", '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    chosen, rejected = [], []
+    for ra, rb, sa, sb in zip(responses_a, responses_b, scores_a, scores_b):
+        chosen.append(ra if sa > sb else rb)
+        rejected.append(rb if sa > sb else ra)
+    return chosen, rejected
+''', "a tie"),
+        Wrong("always a as chosen", '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    return list(responses_a), list(responses_b)
+''', "higher score"),
+        Wrong("the lower score chosen", '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    chosen, rejected = [], []
+    for ra, rb, sa, sb in zip(responses_a, responses_b, scores_a, scores_b):
+        chosen.append(ra if sa <= sb else rb)
+        rejected.append(rb if sa <= sb else ra)
+    return chosen, rejected
+''', "higher score"),
+        Wrong("returns (rejected, chosen)", '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    chosen, rejected = [], []
+    for ra, rb, sa, sb in zip(responses_a, responses_b, scores_a, scores_b):
+        chosen.append(ra if sa >= sb else rb)
+        rejected.append(rb if sa >= sb else ra)
+    return rejected, chosen
+''', "swapped"),
+        Wrong("the pairs out of prompt order (a's wins first, then b's)", '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    rows = list(zip(responses_a, responses_b, scores_a, scores_b))
+    chosen = [ra for ra, rb, sa, sb in rows if sa >= sb] + [rb for ra, rb, sa, sb in rows if sa < sb]
+    rejected = [rb for ra, rb, sa, sb in rows if sa >= sb] + [ra for ra, rb, sa, sb in rows if sa < sb]
+    return chosen, rejected
+''', "prompt order"),
+    ],
+    "ex17": [
+        Wrong("log(sigmoid) instead of logsigmoid (underflows)", '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    h = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -torch.log(torch.sigmoid(beta * h))
+    chosen_rewards = (beta * (policy_chosen_logps - ref_chosen_logps)).detach()
+    rejected_rewards = (beta * (policy_rejected_logps - ref_rejected_logps)).detach()
+    return losses, chosen_rewards, rejected_rewards
+''', "logsigmoid"),
+        Wrong("beta missing from the loss", '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    h = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -torch.nn.functional.logsigmoid(h)
+    chosen_rewards = (beta * (policy_chosen_logps - ref_chosen_logps)).detach()
+    rejected_rewards = (beta * (policy_rejected_logps - ref_rejected_logps)).detach()
+    return losses, chosen_rewards, rejected_rewards
+''', "multiplied by beta"),
+        Wrong("implicit rewards not detached", '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    h = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -torch.nn.functional.logsigmoid(beta * h)
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
+    return losses, chosen_rewards, rejected_rewards
+''', "detach"),
+        Wrong("the sign flipped", '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    h = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -torch.nn.functional.logsigmoid(-beta * h)
+    chosen_rewards = (beta * (policy_chosen_logps - ref_chosen_logps)).detach()
+    rejected_rewards = (beta * (policy_rejected_logps - ref_rejected_logps)).detach()
+    return losses, chosen_rewards, rejected_rewards
+''', "sign"),
+        Wrong("the reference terms swapped (its margin added)", '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    h = (policy_chosen_logps - policy_rejected_logps) - (ref_rejected_logps - ref_chosen_logps)
+    losses = -torch.nn.functional.logsigmoid(beta * h)
+    chosen_rewards = (beta * (policy_chosen_logps - ref_chosen_logps)).detach()
+    rejected_rewards = (beta * (policy_rejected_logps - ref_rejected_logps)).detach()
+    return losses, chosen_rewards, rejected_rewards
+''', "(ref_chosen - ref_rejected)"),
+    ],
+    "ex18": [
+        Wrong("the standard deviation of all rewards, not per group", '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    groups = rewards.view(-1, group_size)
+    return ((groups - groups.mean(dim=1, keepdim=True)) / (rewards.std() + eps)).view(-1)
+''', "own group's standard deviation"),
+        Wrong("the population standard deviation (unbiased=False)", '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    groups = rewards.view(-1, group_size)
+    std = groups.std(dim=1, unbiased=False, keepdim=True)
+    return ((groups - groups.mean(dim=1, keepdim=True)) / (std + eps)).view(-1)
+''', "unbiased"),
+        Wrong("no eps (nan for a group of equal rewards)", '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    groups = rewards.view(-1, group_size)
+    return ((groups - groups.mean(dim=1, keepdim=True)) / groups.std(dim=1, keepdim=True)).view(-1)
+''', "std + eps"),
+        Wrong("the mean of the whole batch as the baseline", '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    groups = rewards.view(-1, group_size)
+    return ((groups - rewards.mean()) / (groups.std(dim=1, keepdim=True) + eps)).view(-1)
+''', "own group's mean"),
+        Wrong("the advantages not reshaped (one row per group)", '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    groups = rewards.view(-1, group_size)
+    return (groups - groups.mean(dim=1, keepdim=True)) / (groups.std(dim=1, keepdim=True) + eps)
+''', "shape (6,)"),
+    ],
+    "ex19": [
+        Wrong("k1 instead of k3", '''
+def k3_kl(logprobs, ref_logprobs):
+    return logprobs - ref_logprobs
+''', "k1"),
+        Wrong("d with the wrong sign (logprobs - ref_logprobs)", '''
+def k3_kl(logprobs, ref_logprobs):
+    d = logprobs - ref_logprobs
+    return torch.exp(d) - d - 1
+''', "d = ref_logprobs - logprobs"),
+        Wrong("the -1 missing", '''
+def k3_kl(logprobs, ref_logprobs):
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d
+''', "exp(0) - 0 - 1"),
+        Wrong("k2 (d^2 / 2) instead of k3", '''
+def k3_kl(logprobs, ref_logprobs):
+    return 0.5 * (ref_logprobs - logprobs) ** 2
+''', "exp(d) - d - 1"),
+        Wrong("the mean over tokens instead of element-wise", '''
+def k3_kl(logprobs, ref_logprobs):
+    d = ref_logprobs - logprobs
+    return (torch.exp(d) - d - 1).mean()
+''', "element-wise"),
+    ],
+    "ex20": [
+        Wrong("the mean over all tokens instead of per response", '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    mask = mask.float()
+    adv = advantages[:, None]
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - cliprange, 1 + cliprange) * adv)
+    per_token = -surrogate + beta * k3_kl(logprobs, ref_logprobs)
+    return (per_token * mask).sum() / mask.sum()
+''', "each response over its own tokens"),
+        Wrong("max instead of min", '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    mask = mask.float()
+    adv = advantages[:, None]
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.max(ratio * adv, torch.clamp(ratio, 1 - cliprange, 1 + cliprange) * adv)
+    per_token = -surrogate + beta * k3_kl(logprobs, ref_logprobs)
+    return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
+''', "not the max"),
+        Wrong("no clipping", '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    mask = mask.float()
+    ratio = torch.exp(logprobs - old_logprobs)
+    per_token = -ratio * advantages[:, None] + beta * k3_kl(logprobs, ref_logprobs)
+    return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
+''', "clip the ratio"),
+        Wrong("the KL term with the wrong sign", '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    mask = mask.float()
+    adv = advantages[:, None]
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - cliprange, 1 + cliprange) * adv)
+    per_token = -(surrogate + beta * k3_kl(logprobs, ref_logprobs))
+    return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()
+''', "penalty"),
+        Wrong("the mask ignored", '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    adv = advantages[:, None]
+    ratio = torch.exp(logprobs - old_logprobs)
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - cliprange, 1 + cliprange) * adv)
+    per_token = -surrogate + beta * k3_kl(logprobs, ref_logprobs)
+    return per_token.mean(-1).mean()
+''', "padding"),
+    ],
 }
 
 
@@ -597,5 +774,48 @@ def clipped_value_loss(vpreds, values, returns, mask, cliprange_value):
 def rloo_advantages(returns):
     n = len(returns)
     return torch.stack([returns[i] - torch.cat([returns[:i], returns[i + 1:]]).mean() for i in range(n)])
+''',
+    "ex16": '''
+def preference_pairs(responses_a, responses_b, scores_a, scores_b):
+    a_wins = [float(sa) >= float(sb) for sa, sb in zip(scores_a, scores_b)]
+    chosen = [a if win else b for a, b, win in zip(responses_a, responses_b, a_wins)]
+    rejected = [b if win else a for a, b, win in zip(responses_a, responses_b, a_wins)]
+    return chosen, rejected
+''',
+    "ex17": '''
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    policy_margin = policy_chosen_logps - policy_rejected_logps
+    ref_margin = ref_chosen_logps - ref_rejected_logps
+    losses = torch.nn.functional.softplus(-beta * (policy_margin - ref_margin))   # -log sigmoid(z) = softplus(-z)
+    with torch.no_grad():
+        chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
+        rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)
+    return losses, chosen_rewards, rejected_rewards
+''',
+    "ex18": '''
+def group_advantages(rewards, group_size, eps=1e-4):
+    out = torch.empty_like(rewards)
+    for start in range(0, len(rewards), group_size):
+        group = rewards[start:start + group_size]
+        centred = group - group.mean()
+        std = torch.sqrt((centred ** 2).sum() / (len(group) - 1))
+        out[start:start + group_size] = centred / (std + eps)
+    return out
+''',
+    "ex19": '''
+def k3_kl(logprobs, ref_logprobs):
+    d = ref_logprobs - logprobs
+    return torch.expm1(d) - d
+''',
+    "ex20": '''
+def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, cliprange, beta):
+    ratio = (logprobs - old_logprobs).exp()
+    adv = advantages.unsqueeze(1).expand_as(logprobs)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cliprange, 1 + cliprange) * adv)
+    d = ref_logprobs - logprobs
+    token_loss = beta * (d.exp() - d - 1) - surrogate
+    m = mask.to(token_loss.dtype)
+    per_response = (token_loss * m).sum(dim=1) / m.sum(dim=1)
+    return per_response.sum() / per_response.numel()
 ''',
 }
