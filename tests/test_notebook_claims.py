@@ -263,3 +263,40 @@ def test_notebook_4_counts_the_output_layer_it_talks_about(executed):
     nb = executed[0][SOLUTIONS[3].stem]
     share = re.search(r"the output layer is (\d+)% of them", _out(_cell(nb, "nb4-outlayer-code")))
     assert share and int(share.group(1)) > 50, "the prose says the output layer is most of the small model's arithmetic"
+
+
+# ---- notebook 5: the frontier's prose against the bundled statistics ----------------------------
+def _frontier_rows() -> dict:
+    from course_lib.assets import ASSETS_DIR
+
+    data = json.loads((ASSETS_DIR / "frontier-runs" / "runs.json").read_text())
+    return {row["run"]: row for row in data["summary"]}
+
+
+def _nb5_answer() -> str:
+    nb = _nb(ROOT / "solutions" / "rlhf_ppo" / "5_beyond_ppo.ipynb")
+    hits = [c.source for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            == "written4-frontier"]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_notebook_5_model_answer_quotes_the_frontier_as_bundled():
+    rows, text = _frontier_rows(), " ".join(_nb5_answer().split())
+    quoted = re.findall(r"([+-]\d\.\d\d) \(([a-z0-9.-]+)\)", text)
+    assert len(quoted) >= 3, text[:300]
+    for value, run in quoted:
+        assert run in rows, f"the answer names run {run!r}, which the frontier does not have"
+        assert f"{rows[run]['reward']:+.2f}" == value, f"{run}: the answer says {value}, the runs {rows[run]['reward']:+.3f}"
+    within = [r for r in rows.values() if r["curve"] == "dpo" and r["kl_to_reference"] <= 25]
+    best = max(within, key=lambda r: r["reward"])
+    assert f"reaches {best['reward']:+.2f} and {best['vader_positive_rate']:.1%}" in text
+    online = [r for r in rows.values() if r["curve"] == "online-dpo"]
+    lost = [r for r in online if r["distinct_2_ratio"] < 0.7]
+    words = {v: k for k, v in NUMBER_WORDS.items()}
+    assert f"{words[len(lost)]} of its {words[len(online)]} runs lost their variety" in text
+    assert f"down to {min(r['distinct_2_ratio'] for r in lost):.2f}x" in text
+    bundled = rows["dpo-beta0.1-online4-1ep"]
+    assert f"({bundled['train_seconds']:.0f} s, drawing {bundled['samples']:,} samples" in text
+    long_run = rows["dpo-beta0.01-long"]
+    assert f"still get {long_run['reward']:+.2f} from the classifier but only {long_run['vader_positive_rate']:.0%}" in text
