@@ -13,7 +13,8 @@ the same torch), offline, on the bundled models:
    that looks the POSITIVE label up in ``config.label2id``, as the lab does.
 3. **A few GRPO steps** through ``GRPOTrainer`` (LoRA on ``gpt2-imdb-mini``,
    groups of 8, ``loss_type="grpo"``, ``beta`` = the k3 KL coefficient); at
-   every step the advantages trl computed are compared with
+   every step (each batch used twice, ``num_iterations=2``, as the course's
+   ``epochs_per_step``) the advantages trl computed are compared with
    ``course_instructor.grpo.group_relative_advantages`` of the rewards it
    saw, and trl's loss with ``course_instructor.grpo.grpo_loss`` on the same
    log-probabilities (to ``TOL``).
@@ -41,7 +42,10 @@ TOL = 1e-5
 #: The run's settings: the course's GRPO (course_instructor.grpo.GRPOSettings) in trl's names.
 SETTINGS = {"num_generations": 8, "per_device_train_batch_size": 32, "max_completion_length": 16,
             "learning_rate": 1e-3, "beta": 0.04, "epsilon": 0.2, "loss_type": "grpo", "scale_rewards": "group",
-            "num_iterations": 1, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_steps": 3, "seed": 0}
+            "num_iterations": 2, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_steps": 4, "seed": 0,
+            # trl 1.x's default (True) multiplies each token's k3 by its importance ratio; the GRPO paper's
+            # loss, and the course's, do not.  The two agree on a batch's first pass (ratio 1) only.
+            "use_bias_correction_kl": False}
 PROMPTS = 64
 
 
@@ -131,7 +135,10 @@ def main() -> int:
 
     tok = AutoTokenizer.from_pretrained(str(POLICY))
     tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(POLICY), dtype=torch.float32)
+    # no dropout, as the course's GRPO (which trains in eval mode): trl trains in train mode, and dropout would
+    # make its log-probabilities differ from a second forward pass of the same weights
+    model = AutoModelForCausalLM.from_pretrained(str(POLICY), dtype=torch.float32, resid_pdrop=0.0, embd_pdrop=0.0,
+                                                 attn_pdrop=0.0)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["c_attn", "c_proj", "c_fc"],
                       fan_in_fan_out=True, task_type="CAUSAL_LM")
     out_dir = tempfile.mkdtemp(prefix="modern-trl-")
@@ -158,7 +165,7 @@ def main() -> int:
         out = original_generate(*a, **k)
         ours = group_relative_advantages(seen["rewards"], SETTINGS["num_generations"])
         checks.append({"advantages_max_diff": float((ours - out["advantages"].cpu()).abs().max()),
-                       "reward_mean": float(seen["rewards"].mean())})
+                       "reward_mean": float(seen["rewards"].mean()), "losses": []})
         for i, a_i in enumerate(ours):  # trl shuffles the batch afterwards: find each row again by its tokens
             ours_by_row[row_key(out["prompt_ids"][i], out["prompt_mask"][i], out["completion_ids"][i])] = a_i
         return out
@@ -177,8 +184,12 @@ def main() -> int:
                                zip(inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"])])
             ours, _ = grpo_loss(logps, old, inputs["ref_per_token_logps"], adv.to(logps.device),
                                 inputs["completion_mask"], SETTINGS["epsilon"], SETTINGS["beta"], SETTINGS["loss_type"])
-        trl_loss = float(loss) * trainer.current_gradient_accumulation_steps
-        checks[-1].update({"loss_trl": trl_loss, "loss_course": float(ours), "loss_diff": abs(trl_loss - float(ours))})
+        trl_loss = float(loss.detach()) * trainer.current_gradient_accumulation_steps
+        checks[-1]["losses"].append({"loss_trl": trl_loss, "loss_course": float(ours),
+                                     "loss_diff": abs(trl_loss - float(ours)),
+                                     # 0 on a batch's first pass (ratio 1); not 0 on its second, after an update
+                                     "max_ratio_minus_1": float((logps - old).exp().sub(1).abs()
+                                                                .mul(inputs["completion_mask"]).max())})
         return loss
 
     trainer._generate_and_score_completions = checked_generate
@@ -187,7 +198,11 @@ def main() -> int:
     classifier = load_classifier()
     logit = which_logit_trl_reads(trainer, classifier)
     trainer.train()
-    ok = bool(checks) and all(c["advantages_max_diff"] < TOL and c.get("loss_diff", 1.0) < TOL for c in checks)
+    losses = [x for c in checks for x in c["losses"]]
+    # every batch is used num_iterations times: the later passes have ratios away from 1, so the clipped
+    # surrogate is compared too, not only the KL term (on a first pass the surrogate averages to 0 by design)
+    ok = (bool(losses) and all(c["advantages_max_diff"] < TOL for c in checks)
+          and all(x["loss_diff"] < TOL for x in losses) and max(x["max_ratio_minus_1"] for x in losses) > 1e-3)
     ok = ok and logit["trl_reads"] == ["NEGATIVE"]
     report = {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
               "settings": SETTINGS, "which_logit": logit, "model_id_as_reward": model_id_as_reward(),
@@ -196,8 +211,11 @@ def main() -> int:
     print(text)
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "modern-trl.json").write_text(text + "\n")
-    print(f"modern trl {trl.__version__}: {len(checks)} GRPO steps through GRPOTrainer; advantages and loss equal "
-          f"to the course's: {'yes' if ok else 'NO'}; trl reads the logit of {logit['trl_reads']}", file=sys.stderr)
+    print(f"modern trl {trl.__version__}: {len(losses)} GRPO steps through GRPOTrainer ({len(checks)} batches, "
+          f"{SETTINGS['num_iterations']} passes each; ratios up to 1 +- {max(x['max_ratio_minus_1'] for x in losses):.3f}); "
+          f"advantages and loss equal to the course's: {'yes' if ok else 'NO'} (largest differences "
+          f"{max(c['advantages_max_diff'] for c in checks):.1e}, {max(x['loss_diff'] for x in losses):.1e}); "
+          f"trl reads the logit of {logit['trl_reads']}", file=sys.stderr)
     return 0 if ok else 1
 
 
