@@ -3,7 +3,7 @@
 Each test starts Python processes with ``HF_HOME`` pointing at the stand-in
 and the Hub's offline switches on, under the tests' network guard
 (``netguard.guarded_env``): ``make_config("gpu")``, the loading calls,
-``build_dataset``, the training command and the three lab notebooks run
+``build_dataset``, the training command and the five lab notebooks run
 their unchanged code with the Hub names ``lvwerra/gpt2-imdb``,
 ``lvwerra/distilbert-imdb`` and ``stanfordnlp/imdb``.  Only sizes are
 overridden (steps, batch, evaluation prompts), through the command line and
