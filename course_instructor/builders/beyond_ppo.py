@@ -279,7 +279,7 @@ def package(out_dir: Path) -> Path:
              "| run | method | setting | reward (95% CI) | VADER positive | KL (nats) | distinct-2 / ref | "
              "training s | samples |", "|---|---|---|---|---|---|---|---|---|"]
     for row, r in zip(data["summary"], runs.values()):
-        lines.append(f"| {r['name']} | {r['method']} | {r['setting']} = {r['value']:g} | {row['reward']:+.3f} "
+        lines.append(f"| {r['name']} | {curve(r)} | {r['setting']} = {r['value']:g} | {row['reward']:+.3f} "
                      f"({row['reward_ci95'][0]:+.2f} .. {row['reward_ci95'][1]:+.2f}) | "
                      f"{row['vader_positive_rate']:.3f} | {row['kl_to_reference']:.2f} | "
                      f"{row['distinct_2_ratio']:.2f} | {row['train_seconds']:.0f} | {row['samples']} |")
@@ -289,6 +289,8 @@ def package(out_dir: Path) -> Path:
                                                        for x in DPO_MORE) +
               f"; `{PPO_BUNDLED}`: the bundled Happy LLM, evaluated here (180 PPO steps of 64 prompts, trl's adaptive "
               "KL controller with a 10-nat target; its seconds are its training loop's, from its own statistics).",
+              "`online-dpo`: DPO with `rounds` > 1, whose later rounds draw their pairs from the policy trained so far "
+              "(`dpo` alone: every pair from the reference, as in the DPO paper).",
               "Training seconds include sampling and scoring (for DPO: drawing and labelling the pairs).",
               "Built on the project's shared 2-core machine, where other jobs ran at the same time: "
               "compare the seconds of runs with each other, not with your laptop."]
