@@ -46,6 +46,21 @@ CHROMIUM_ARGS = [
     "--proxy-server=http://127.0.0.1:9",
 ]
 
+def in_ci() -> bool:
+    """True when the environment says CI (the variable ``CI`` set to anything but 0/false/no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str, hint: str = INSTALL_HINT):
+    """Skip a test whose tool is missing, but fail it in CI, where ``.ci/run`` installs every tool."""
+    import pytest
+
+    suffix = f"; {hint}" if hint else ""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip){suffix}", pytrace=False)
+    pytest.skip(f"{reason}{suffix}")
+
+
 # cell prompts: "[12]:" once run, "[*]:" while queued or running, "[ ]:" never run
 _DONE_PROMPT = re.compile(r"\[\d+\]")
 

@@ -20,16 +20,15 @@ except under CI (``CI`` set), where a missing browser is a failure.
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from browser_helpers import (CHROMIUM, INSTALL_HINT, LabServer, NotebookPage, cell_source, defining_cell,
+from browser_helpers import (CHROMIUM, LabServer, NotebookPage, cell_source, defining_cell,
                              error_outputs, find_cell, first_solution_cell, launch_chromium, parameters_cell,
-                             read_cells)
+                             read_cells, unavailable)
 
 pytestmark = pytest.mark.browser
 
@@ -42,15 +41,6 @@ MODELS = ["reference", "happy", "pessimistic"]
 TRY_NEEDS = ("cfg", "tokenizer", "sentiment_pipe", "reference", "happy", "pessimistic")
 SCORE = re.compile(r"^POSITIVE ([+-]\d+\.\d{2}) · NEGATIVE ([+-]\d+\.\d{2})$")
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _unavailable(reason: str):
-    if _in_ci():
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip); {INSTALL_HINT}", pytrace=False)
-    pytest.skip(f"{reason}; {INSTALL_HINT}")
 
 
 def notebook_source_dir() -> Path:
@@ -65,11 +55,11 @@ def notebook_source_dir() -> Path:
 @pytest.fixture(scope="module")
 def playwright_api():
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} not found")
+        unavailable(f"{CHROMIUM} not found")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright Python package is not installed (it is in requirements.txt)")
+        unavailable("the playwright Python package is not installed (it is in requirements.txt)")
     pw = sync_playwright().start()
     try:
         yield pw
