@@ -129,13 +129,18 @@ def plot_seed_spread(groups: dict, key: str = "env/reward_mean", ylabel: str = "
     return fig
 
 
+#: distinct-2 below this fraction of the reference's marks a run whose texts lost their variety (the course's floor)
+DEGENERATE_BELOW = 0.7
+
+
 def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
     """Two judges against the KL to the reference, one marker per method (notebook 5, the DPO paper's Figure 2).
 
     ``rows``: one dict per run with ``method`` (one curve per method, or per
     ``curve`` when the rows have it: ``online-dpo`` apart from ``dpo``), ``kl_to_reference`` (nats),
     ``reward`` (mean POSITIVE logit), ``vader_positive_rate`` and a ``label``
-    (``frontier-runs``' ``summary``).  ``reference``: the untuned model's
+    (``frontier-runs``' ``summary``); a run whose ``distinct_2_ratio`` is
+    below :data:`DEGENERATE_BELOW` gets a hollow marker.  ``reference``: the untuned model's
     ``mean`` and ``vader_positive_rate``, drawn at KL 0.  Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -152,6 +157,10 @@ def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
                          key=lambda r: r["kl_to_reference"])
             ax.plot([r["kl_to_reference"] for r in pts], [r[key] for r in pts], markers.get(method, "o") + "-",
                     color=f"C{i}", label=names.get(method, method.upper()))
+            worn = [r for r in pts if r.get("distinct_2_ratio", 1.0) < DEGENERATE_BELOW]
+            if worn:  # texts that lost their variety: a white fill inside the marker
+                ax.scatter([r["kl_to_reference"] for r in worn], [r[key] for r in worn], s=14,
+                           marker=markers.get(method, "o"), color="white", zorder=3)
             for r in pts:
                 ax.annotate(r.get("label", ""), (r["kl_to_reference"], r[key]), textcoords="offset points",
                             xytext=(4, -10), fontsize=7, color=f"C{i}")
@@ -161,7 +170,13 @@ def plot_methods_frontier(rows: Sequence[dict], reference: dict | None = None):
         ax.set_xlabel("KL(policy || reference), nats per response")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    handles, _ = axes[0].get_legend_handles_labels()
+    if any(r.get("distinct_2_ratio", 1.0) < DEGENERATE_BELOW for r in rows):
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="o", color="grey", markerfacecolor="white", linestyle="none",
+                              label=f"hollow: distinct-2 < {DEGENERATE_BELOW:g}x reference"))
+    axes[0].legend(handles=handles, fontsize=8)
     fig.suptitle("Reward against KL on held-out prompts: PPO, DPO, GRPO")
     fig.tight_layout()
     return fig

@@ -41,3 +41,16 @@ def test_without_curves_the_method_decides():
 def test_no_rows_is_an_error():
     with pytest.raises(ValueError, match="no runs"):
         plot_methods_frontier([])
+
+
+def test_runs_that_lost_their_variety_get_hollow_markers():
+    rows = [_row("g1", "grpo", 20.0, 1.9, 0.99), _row("g2", "grpo", 60.0, 2.6, 1.0)]
+    rows[0]["distinct_2_ratio"], rows[1]["distinct_2_ratio"] = 0.76, 0.03
+    fig = plot_methods_frontier(rows)
+    for ax in fig.axes:
+        hollow = [c.get_offsets().tolist() for c in ax.collections]
+        assert len(hollow) == 1 and hollow[0][0][0] == 60.0   # only the degenerate run, on both panels
+    assert "hollow" in fig.axes[0].get_legend().get_texts()[-1].get_text()
+    healthy = plot_methods_frontier(rows[:1])
+    assert not healthy.axes[0].collections
+    assert not any("hollow" in t.get_text() for t in healthy.axes[0].get_legend().get_texts())
