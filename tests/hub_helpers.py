@@ -51,18 +51,29 @@ def restore_modes(changed: list[tuple[Path, int]]) -> None:
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Wait until ``url`` answers 200.
+
+    Through JupyterHub's proxy an error status is not readiness: the proxy
+    answers 404 or 503 from the moment it listens, before the Hub has added
+    its own route (a browser sent to the login page then waits on an error
+    page).
+    """
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}:\n{tail(log)}")
         try:
-            urllib.request.urlopen(url, timeout=5)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s:\n{tail(log)}")
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+                last = f"HTTP {r.status}"
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last}):\n{tail(log)}")
 
 
 def tail(path: Path | None, n: int = 60) -> str:
